@@ -1,0 +1,248 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// tmpMarker is part of the name of every file that Put has not finished.
+// List never shows such files.
+const tmpMarker = ".remora-tmp-"
+
+// File keeps objects as files below a local directory, which must exist.
+type File struct {
+	root string
+}
+
+func newFileFromURL(u *url.URL) (*File, error) {
+	if u.Host != "" && u.Host != "localhost" {
+		return nil, fmt.Errorf("%w %q: a file URL has three slashes and an absolute path, e.g. file:///backups", ErrBadURL, u.String())
+	}
+	if u.RawQuery != "" {
+		return nil, fmt.Errorf("%w %q: file URLs take no options", ErrBadURL, u.String())
+	}
+	p := filepath.Clean(u.Path)
+	if !filepath.IsAbs(p) || u.Path == "" {
+		return nil, fmt.Errorf("%w %q: want an absolute path, e.g. file:///backups", ErrBadURL, u.String())
+	}
+	return NewFile(p), nil
+}
+
+// NewFile returns a storage rooted at the directory root.
+func NewFile(root string) *File { return &File{root: root} }
+
+func (f *File) String() string { return "file://" + filepath.ToSlash(f.root) }
+
+func (f *File) path(key string) string { return filepath.Join(f.root, filepath.FromSlash(key)) }
+
+// Check reports whether the root directory exists and is a directory. It does
+// not create it: a missing mount must not turn into a directory in the
+// container's own filesystem.
+func (f *File) Check(ctx context.Context) error {
+	st, err := os.Stat(f.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("storage %s: directory %s does not exist: create it or mount the backup volume there", f, f.root)
+	}
+	if err != nil {
+		return fmt.Errorf("storage %s: %w", f, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("storage %s: %s is not a directory", f, f.root)
+	}
+	return nil
+}
+
+// Put writes r to a temporary file in the key's directory, syncs it, renames it
+// into place and syncs the directory, so a crash leaves either nothing or the
+// whole object under key.
+func (f *File) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if err := cleanKey(key); err != nil {
+		return 0, err
+	}
+	if err := f.Check(ctx); err != nil {
+		return 0, err
+	}
+	dst := f.path(key)
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("storage %s: %w", f, err)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, "."+filepath.Base(dst)+tmpMarker+hex.EncodeToString(rnd[:]))
+	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("storage %s: %w", f, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = w.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	n, err := io.Copy(w, ctxReader{ctx, r})
+	if err != nil {
+		return n, f.writeErr(key, err)
+	}
+	if err := w.Sync(); err != nil {
+		return n, f.writeErr(key, err)
+	}
+	if err := w.Close(); err != nil {
+		return n, f.writeErr(key, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return n, f.writeErr(key, err)
+	}
+	done = true
+	if err := syncDir(dir); err != nil {
+		return n, f.writeErr(key, err)
+	}
+	return n, nil
+}
+
+func (f *File) writeErr(key string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("storage %s: write %s: the volume is full (no space left on device): %w", f, key, err)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		// The path is ours; keep the message short.
+		return fmt.Errorf("storage %s: write %s: %w", f, key, pe.Err)
+	}
+	return fmt.Errorf("storage %s: write %s: %w", f, key, err)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (f *File) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := cleanKey(key); err != nil {
+		return nil, err
+	}
+	r, err := os.Open(f.path(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, notExist(key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage %s: %w", f, err)
+	}
+	return r, nil
+}
+
+func (f *File) Stat(ctx context.Context, key string) (Object, error) {
+	if err := cleanKey(key); err != nil {
+		return Object{}, err
+	}
+	st, err := os.Stat(f.path(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Object{}, notExist(key)
+	}
+	if err != nil {
+		return Object{}, fmt.Errorf("storage %s: %w", f, err)
+	}
+	if !st.Mode().IsRegular() {
+		return Object{}, notExist(key)
+	}
+	return Object{Key: key, Size: st.Size(), ModTime: st.ModTime().UTC()}, nil
+}
+
+// Delete removes the file and then any directories it leaves empty, up to
+// the root.
+func (f *File) Delete(ctx context.Context, key string) error {
+	if err := cleanKey(key); err != nil {
+		return err
+	}
+	p := f.path(key)
+	if err := os.Remove(p); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("storage %s: %w", f, err)
+	}
+	for dir := filepath.Dir(p); dir != f.root && strings.HasPrefix(dir, f.root); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil { // not empty, or gone
+			break
+		}
+	}
+	return nil
+}
+
+// List walks the directory below the root that holds prefix.
+func (f *File) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	start := f.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = f.path(prefix[:i])
+	}
+	var objs []Object
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() || strings.Contains(d.Name(), tmpMarker) {
+			return nil
+		}
+		rel, err := filepath.Rel(f.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		objs = append(objs, Object{Key: key, Size: info.Size(), ModTime: info.ModTime().UTC()})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage %s: list %s: %w", f, prefix, err)
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
+	for _, o := range objs {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ctxReader stops a copy when the context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

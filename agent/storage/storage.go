@@ -1,0 +1,111 @@
+// Package storage holds the places where backups are kept: a local directory
+// (file://) and S3-compatible object storage (s3://).
+//
+// A Storage is rooted at the prefix of its URL; keys are slash-separated paths
+// below that root. Every implementation gives these guarantees, which the rest
+// of Remora relies on and storagetest checks:
+//
+//   - Put is all-or-nothing: after a failed or interrupted Put the key either
+//     does not exist or still holds its previous content; a reader never sees a
+//     partly written object under the key.
+//   - After a successful Put, Open and List see the object (read-after-write).
+//   - Open and Stat of a missing key return an error matching fs.ErrNotExist;
+//     Delete of a missing key succeeds.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Object describes one stored object.
+type Object struct {
+	Key     string // relative to the storage root
+	Size    int64
+	ModTime time.Time
+}
+
+// Storage is a place to keep backups.
+type Storage interface {
+	// Put stores everything read from r under key. It reads r to EOF; if r
+	// returns an error, Put stores nothing and returns that error.
+	Put(ctx context.Context, key string, r io.Reader) (size int64, err error)
+	// Open returns the object's content. A missing key gives fs.ErrNotExist.
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
+	// List calls fn once for every object whose key starts with prefix, in
+	// lexical key order. An error from fn stops the listing and is returned.
+	List(ctx context.Context, prefix string, fn func(Object) error) error
+	// Stat returns the object's size and time. A missing key gives fs.ErrNotExist.
+	Stat(ctx context.Context, key string) (Object, error)
+	// Delete removes the object. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Check tells whether the storage can be reached and used, with an error
+	// that says what to fix.
+	Check(ctx context.Context) error
+	// String is the storage URL, safe to print.
+	String() string
+}
+
+// ErrBadURL is wrapped by every error about a malformed storage URL.
+var ErrBadURL = errors.New("bad storage URL")
+
+// Open returns the storage a URL names: file:///path or
+// s3://bucket/prefix?endpoint=host:port&region=R&insecure=true.
+func Open(ctx context.Context, rawURL string) (Storage, error) {
+	if rawURL == "" {
+		return nil, fmt.Errorf("%w: none given: set --storage or REMORA_STORAGE (file:///path or s3://bucket/prefix)", ErrBadURL)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme == "" {
+		return nil, fmt.Errorf("%w %q: want file:///path or s3://bucket/prefix", ErrBadURL, redactURL(rawURL))
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", ErrBadURL, redactURL(rawURL))
+	}
+	switch u.Scheme {
+	case "file":
+		return newFileFromURL(u)
+	case "s3":
+		return newS3FromURL(ctx, u)
+	default:
+		return nil, fmt.Errorf("%w %q: unknown scheme %q; want file:///path or s3://bucket/prefix", ErrBadURL, rawURL, u.Scheme)
+	}
+}
+
+// redactURL hides any user info in a URL that failed to parse or carried it.
+func redactURL(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if slash := strings.Index(rest, "/"); slash < 0 || at < slash {
+				return s[:i+3] + "xxxxx@" + rest[at+1:]
+			}
+		}
+	}
+	return s
+}
+
+// cleanKey checks a key given to a Storage method: relative, slash-separated,
+// with no empty, "." or ".." elements.
+func cleanKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
+		return fmt.Errorf("storage: invalid key %q", key)
+	}
+	for _, el := range strings.Split(key, "/") {
+		if el == "" || el == "." || el == ".." {
+			return fmt.Errorf("storage: invalid key %q", key)
+		}
+	}
+	return nil
+}
+
+// notExist wraps fs.ErrNotExist with the key that was missing.
+func notExist(key string) error {
+	return fmt.Errorf("%s: %w", key, fs.ErrNotExist)
+}

@@ -1,0 +1,110 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3 is a running S3-compatible server.
+type S3 struct {
+	Endpoint  string // host:port
+	AccessKey string
+	SecretKey string
+	Region    string
+	Dir       string // the backend's root: buckets are directories here
+	p         *proc
+}
+
+// StartS3 starts versitygw with its posix backend in a temp dir. The binary
+// is found through REMORA_VERSITYGW, bin/versitygw or PATH.
+func StartS3(t testing.TB) *S3 {
+	t.Helper()
+	bin := lookPath("REMORA_VERSITYGW", "versitygw")
+	if bin == "" {
+		Missing(t, "versitygw (the S3-compatible test server)", "run `make bin/versitygw` or set REMORA_VERSITYGW")
+	}
+	dir, err := os.MkdirTemp("", "rs3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for try := 0; try < 3; try++ {
+		port := FreePort(t)
+		s := &S3{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), AccessKey: "remora-test", SecretKey: Canary, Region: "us-east-1", Dir: data}
+		cmd := exec.Command(bin, "--port", s.Endpoint, "--access", s.AccessKey, "--secret", s.SecretKey,
+			"--region", s.Region, "--health", "/health", "--quiet", "posix", data)
+		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID=", "ROOT_SECRET_ACCESS_KEY=")
+		s.p = start(t, cmd, filepath.Join(dir, fmt.Sprintf("versitygw-%d.log", try)))
+		lastErr = s.p.waitReady(func() error {
+			resp, err := http.Get("http://" + s.Endpoint + "/health")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("health: %s", resp.Status)
+			}
+			return nil
+		})
+		if lastErr == nil {
+			t.Cleanup(func() { s.p.stop(syscall.SIGTERM) })
+			return s
+		}
+		s.p.stop(syscall.SIGKILL)
+	}
+	t.Fatalf("versitygw: %v", lastErr)
+	return nil
+}
+
+// Client is a minio-go client for the server, for test setup and checks.
+func (s *S3) Client(t testing.TB) *minio.Client {
+	t.Helper()
+	c, err := minio.New(s.Endpoint, &minio.Options{
+		Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), Region: s.Region, BucketLookup: minio.BucketLookupPath,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// MakeBucket creates a bucket.
+func (s *S3) MakeBucket(t testing.TB, name string) {
+	t.Helper()
+	if err := s.Client(t).MakeBucket(context.Background(), name, minio.MakeBucketOptions{Region: s.Region}); err != nil {
+		t.Fatalf("make bucket %s: %v", name, err)
+	}
+}
+
+// URL is the Remora storage URL for bucket/prefix on this server.
+func (s *S3) URL(bucket, prefix string) string {
+	return fmt.Sprintf("s3://%s/%s?endpoint=%s&region=%s&insecure=true", bucket, prefix, s.Endpoint, s.Region)
+}
+
+// Env is the environment that gives Remora this server's keys.
+func (s *S3) Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey}
+}
+
+// SetEnv sets the keys in this process's environment for the test's duration.
+func (s *S3) SetEnv(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", s.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s.SecretKey)
+}
+
+// Kill stops the server at once (SIGKILL), as a crash would.
+func (s *S3) Kill() { s.p.stop(syscall.SIGKILL) }
