@@ -1,0 +1,52 @@
+package backup
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// codec is one compression format.
+type codec struct {
+	name      string
+	ext       string // appended to the object's name
+	newWriter func(io.Writer) (io.WriteCloser, error)
+	newReader func(io.Reader) (io.ReadCloser, error)
+}
+
+var codecs = map[string]codec{
+	"zstd": {
+		name: "zstd",
+		ext:  ".zst",
+		newWriter: func(w io.Writer) (io.WriteCloser, error) {
+			// Two goroutines and an 8 MiB window keep memory bounded
+			// whatever the size of the dump.
+			return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2), zstd.WithWindowSize(8<<20))
+		},
+		newReader: func(r io.Reader) (io.ReadCloser, error) {
+			d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxWindow(64<<20))
+			if err != nil {
+				return nil, err
+			}
+			return d.IOReadCloser(), nil
+		},
+	},
+	"none": {
+		name:      "none",
+		newWriter: func(w io.Writer) (io.WriteCloser, error) { return nopWriteCloser{w}, nil },
+		newReader: func(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(r), nil },
+	},
+}
+
+func codecByName(name string) (codec, error) {
+	c, ok := codecs[name]
+	if !ok {
+		return codec{}, fmt.Errorf("compression %q is not known: want zstd or none", name)
+	}
+	return c, nil
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/drivers"
+)
+
+type backupCommand struct {
+	env         *environment
+	c           common
+	databases   string
+	compression string
+}
+
+func (b *backupCommand) Run(ctx context.Context, args []string) error {
+	fs := b.env.newFlagSet("backup", "backup --driver postgres --dsn URL --storage URL [flags]")
+	b.c.addFlags(fs, true)
+	stringFlag(fs, &b.databases, "databases", "all", "databases to back up: all, or a comma list")
+	stringFlag(fs, &b.compression, "compression", "zstd", "compression: zstd or none")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("backup takes no arguments, got %q", fs.Args())}
+	}
+	b.c.registerSecrets()
+	log, err := b.c.logger(b.env)
+	if err != nil {
+		return err
+	}
+	st, err := b.c.openStorage(ctx)
+	if err != nil {
+		return err
+	}
+	if b.c.dsn == "" {
+		return usageError{"no database given: set --dsn or REMORA_DSN"}
+	}
+	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases)})
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	m, err := backup.Run(ctx, backup.Options{
+		Scope: b.c.scope(), Driver: drv, Storage: st, Compression: b.compression, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	var raw int64
+	for _, o := range m.Objects {
+		raw += o.RawSize
+	}
+	fmt.Fprintf(b.env.stdout, "backup %s complete: %d databases, %s dumped, %s stored in %.1fs\n",
+		m.ID, len(m.Databases), humanBytes(raw), humanBytes(m.Size()), m.DurationSeconds)
+	fmt.Fprintf(b.env.stdout, "stored in %s under %s\n", st, b.c.scope().Dir(m.Driver, m.ID))
+	return nil
+}

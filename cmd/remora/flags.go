@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/agent/storage"
+	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/redact"
+)
+
+// environment is what every command writes to.
+type environment struct {
+	stdout, stderr io.Writer
+}
+
+// envName is the environment twin of a flag: --dump-args is REMORA_DUMP_ARGS.
+func envName(flagName string) string {
+	return "REMORA_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newFlagSet makes a flag set whose usage names the environment twins.
+func (e *environment) newFlagSet(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: remora %s\n\nFlags (those with a [VARIABLE] are also read from it):\n", synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" {
+				def = fmt.Sprintf(" (default %q)", f.DefValue)
+			}
+			env := "  [" + envName(f.Name) + "]"
+			if invocationFlags[f.Name] {
+				env = ""
+			}
+			fmt.Fprintf(e.stderr, "  --%s%s\n      %s%s\n", f.Name, env, f.Usage, def)
+		})
+	}
+	return fs
+}
+
+// stringFlag defines a string flag whose default comes from its environment twin.
+func stringFlag(fs *flag.FlagSet, p *string, name, def, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v
+	}
+	fs.StringVar(p, name, def, usage)
+}
+
+// invocationFlags choose what one command does (which backup, --yes, ...).
+// They have no environment twin, so that no environment can make a restore
+// pick another backup or overwrite a database unasked.
+var invocationFlags = map[string]bool{}
+
+// choiceString defines a string flag with no environment twin.
+func choiceString(fs *flag.FlagSet, p *string, name, usage string) {
+	invocationFlags[name] = true
+	fs.StringVar(p, name, "", usage)
+}
+
+// choiceBool defines a bool flag with no environment twin.
+func choiceBool(fs *flag.FlagSet, p *bool, name, usage string) {
+	invocationFlags[name] = true
+	fs.BoolVar(p, name, false, usage)
+}
+
+// parse parses args and maps flag errors to usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// parseInterspersed parses flags that may come before or after positional
+// arguments (remora restore ID --yes) and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parse(fs, args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// common are the flags every storage-using command takes.
+type common struct {
+	storage   string
+	driver    string
+	dsn       string
+	namespace string
+	workload  string
+	logFormat string
+	logLevel  string
+}
+
+func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
+	host, _ := os.Hostname()
+	stringFlag(fs, &c.storage, "storage", "", "where backups are kept: file:///path or s3://bucket/prefix?endpoint=host:port&region=R")
+	stringFlag(fs, &c.driver, "driver", "", "database kind: "+strings.Join(drivers.Names(), ", "))
+	if withDSN {
+		stringFlag(fs, &c.dsn, "dsn", "", "database URL, e.g. postgres://user@host:5432/postgres (password: PGPASSWORD or the URL)")
+	}
+	stringFlag(fs, &c.namespace, "namespace", "default", "namespace part of the storage layout (set by the webhook in a pod)")
+	stringFlag(fs, &c.workload, "workload", host, "workload part of the storage layout: StatefulSet pod (db-0) or Deployment name")
+	stringFlag(fs, &c.logFormat, "log-format", "text", "log format: text or json")
+	stringFlag(fs, &c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// registerSecrets masks the secrets this command knows of in all output.
+func (c *common) registerSecrets() {
+	redact.AddURLPassword(c.dsn)
+	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"))
+}
+
+func (c *common) logger(e *environment) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", c.logFormat)}
+}
+
+func (c *common) scope() backup.Scope {
+	return backup.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver}
+}
+
+func (c *common) openStorage(ctx context.Context) (storage.Storage, error) {
+	st, err := storage.Open(ctx, c.storage)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	return st, nil
+}
+
+// list finds the backups of the scope, checking the storage first so that a
+// wrong bucket or key is reported as such rather than as "no backups".
+func (c *common) list(ctx context.Context, st storage.Storage) ([]backup.Entry, error) {
+	if err := c.scope().Validate(); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if err := st.Check(ctx); err != nil {
+		return nil, err
+	}
+	return backup.List(ctx, st, c.scope())
+}
+
+// parseTime reads --before: RFC 3339, a backup ID, or a date and time in UTC
+// ("2026-11-24", "2026-11-24 13:00", "2026-11-24T13:00:05").
+func parseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, backup.IDFormat, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--before %q: want a time such as 2026-11-24T13:00:00Z, 2026-11-24 13:00 (UTC) or a backup ID", s)
+}
+
+// humanBytes prints a size in binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

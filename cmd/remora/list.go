@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"remora.dev/remora/agent/backup"
+)
+
+type listCommand struct {
+	env  *environment
+	c    common
+	json bool
+}
+
+// listItem is one backup in `remora list --json`.
+type listItem struct {
+	ID           string               `json:"id"`
+	Driver       string               `json:"driver"`
+	Time         time.Time            `json:"time"`
+	Size         int64                `json:"size"`
+	Databases    []string             `json:"databases"`
+	Verified     bool                 `json:"verified"`
+	Verification *backup.Verification `json:"verification,omitempty"`
+	Problem      string               `json:"problem,omitempty"`
+	Manifest     *backup.Manifest     `json:"manifest,omitempty"`
+}
+
+func (l *listCommand) Run(ctx context.Context, args []string) error {
+	fs := l.env.newFlagSet("list", "list [--json] [flags]")
+	l.c.addFlags(fs, false)
+	choiceBool(fs, &l.json, "json", "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("list takes no arguments, got %q", fs.Args())}
+	}
+	l.c.registerSecrets()
+	st, err := l.c.openStorage(ctx)
+	if err != nil {
+		return err
+	}
+	entries, err := l.c.list(ctx, st)
+	if err != nil {
+		return err
+	}
+	if l.json {
+		items := make([]listItem, 0, len(entries))
+		for _, e := range entries {
+			it := listItem{ID: e.Manifest.ID, Driver: e.Manifest.Driver, Time: e.Manifest.Started, Size: e.Manifest.Size(),
+				Databases: e.Manifest.Databases, Verification: e.Verification, Problem: e.Problem}
+			it.Verified = e.Verification != nil && e.Verification.OK
+			if e.Problem == "" {
+				it.Manifest = e.Manifest
+			}
+			items = append(items, it)
+		}
+		enc := json.NewEncoder(l.env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(items)
+	}
+	if len(entries) == 0 {
+		fmt.Fprintf(l.env.stderr, "no backups of %s/%s in %s\n", l.c.namespace, l.c.workload, st)
+		return nil
+	}
+	tw := tabwriter.NewWriter(l.env.stdout, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tDRIVER\tTIME (UTC)\tDURATION\tSIZE\tDATABASES\tVERIFIED")
+	for _, e := range entries {
+		m := e.Manifest
+		if e.Problem != "" {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\tDAMAGED: %s\n", m.ID, m.Driver, e.Problem)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Driver, m.Started.Format("2006-01-02 15:04:05"),
+			(time.Duration(m.DurationSeconds*10) * time.Second / 10).String(), humanBytes(m.Size()), strings.Join(m.Databases, ","), verified(e.Verification))
+	}
+	return tw.Flush()
+}
+
+func verified(v *backup.Verification) string {
+	switch {
+	case v == nil:
+		return "no"
+	case v.OK:
+		return "yes " + v.Time.Format("2006-01-02 15:04")
+	default:
+		return "FAILED " + v.Time.Format("2006-01-02 15:04")
+	}
+}

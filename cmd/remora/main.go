@@ -1,0 +1,119 @@
+// Command remora backs up databases: as a sidecar agent in a Kubernetes pod,
+// and as a CLI that lists, verifies and restores backups.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"remora.dev/remora/agent/backup"
+	_ "remora.dev/remora/drivers/postgres"
+	"remora.dev/remora/internal/redact"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the command failed
+	exitUsage   = 2 // bad command line
+	exitCorrupt = 3 // stored data does not match its manifest
+)
+
+const usage = `remora backs up PostgreSQL databases to S3-compatible storage or a local volume.
+
+Usage:
+  remora backup   [flags]             take a backup now
+  remora list     [--json]            list backups
+  remora verify   [ID|--all]          download backups and check every checksum
+  remora restore  ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes]
+  remora version                      print the version
+
+Every command takes --help. Every flag has an environment twin: --dsn is
+REMORA_DSN, --storage is REMORA_STORAGE, and so on.
+
+Exit status: 0 success, 1 failure, 2 bad usage, 3 a backup failed its checksums.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stdout, stderr := redact.Writer(os.Stdout), redact.Writer(os.Stderr)
+	err := run(ctx, os.Args[1:], stdout, stderr)
+	stop()
+	os.Exit(report(err, stderr))
+}
+
+// command is one subcommand.
+type command interface {
+	Run(ctx context.Context, args []string) error
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	env := &environment{stdout: stdout, stderr: stderr}
+	var cmd command
+	switch args[0] {
+	case "backup":
+		cmd = &backupCommand{env: env}
+	case "list":
+		cmd = &listCommand{env: env}
+	case "verify":
+		cmd = &verifyCommand{env: env}
+	case "restore":
+		cmd = &restoreCommand{env: env}
+	case "version":
+		cmd = &versionCommand{env: env}
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+	return cmd.Run(ctx, args[1:])
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// report prints err as one line and returns the exit code.
+func report(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	msg := redact.String(oneLine(err.Error()))
+	fmt.Fprintf(stderr, "remora: %s\n", msg)
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, backup.ErrCorrupt):
+		return exitCorrupt
+	}
+	return exitFailed
+}
+
+func oneLine(s string) string {
+	out := []rune{}
+	for _, r := range s {
+		if r == '\n' {
+			out = append(out, ';', ' ')
+			continue
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"remora.dev/remora/internal/testenv"
+)
+
+// remoraBin is the remora binary the end-to-end tests run, built once (with
+// the race detector when the tests have it).
+var remoraBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "remora-bin")
+	if err != nil {
+		panic(err)
+	}
+	remoraBin = filepath.Join(dir, "remora")
+	args := []string{"build", "-o", remoraBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build remora: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	testenv.Main(m)
+}
+
+// result is what one remora command did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// remora runs the binary with env added to the test's environment. Every
+// output is checked for the canary secret.
+func remora(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(remoraBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run remora: %v", err)
+	}
+	noCanary(t, "remora "+strings.Join(args, " "), r.stdout+r.stderr)
+	return r
+}
+
+// mustRemora runs remora and fails the test unless it exits 0.
+func mustRemora(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	r := remora(t, env, args...)
+	if r.code != 0 {
+		t.Fatalf("remora %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// noCanary fails the test if the canary secret shows in s.
+func noCanary(t *testing.T, what, s string) {
+	t.Helper()
+	if strings.Contains(s, testenv.Canary) {
+		t.Errorf("%s printed the secret:\n%s", what, s)
+	}
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/drivers"
+)
+
+type restoreCommand struct {
+	env       *environment
+	c         common
+	latest    bool
+	before    string
+	database  string
+	into      string
+	yes       bool
+	noGlobals bool
+}
+
+func (r *restoreCommand) Run(ctx context.Context, args []string) error {
+	fs := r.env.newFlagSet("restore", "restore ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes] [flags]")
+	r.c.addFlags(fs, true)
+	choiceBool(fs, &r.latest, "latest", "restore the newest backup")
+	choiceString(fs, &r.before, "before", "restore the newest backup taken at or before this time (RFC 3339, or UTC)")
+	choiceString(fs, &r.database, "database", "restore only this database of the backup")
+	choiceString(fs, &r.into, "into", "restore the database under this name instead of its own (created if missing)")
+	choiceBool(fs, &r.yes, "yes", "allow overwriting existing databases and roles")
+	choiceBool(fs, &r.noGlobals, "no-globals", "in a full restore, leave roles and tablespaces alone")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	sel := backup.Selector{Latest: r.latest}
+	n := 0
+	if len(pos) == 1 {
+		sel.ID = pos[0]
+		n++
+	}
+	if r.latest {
+		n++
+	}
+	if r.before != "" {
+		t, err := parseTime(r.before)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		sel.Before = t
+		n++
+	}
+	if len(pos) > 1 || n != 1 {
+		return usageError{"say which backup to restore: one ID, or --latest, or --before TIME"}
+	}
+	r.c.registerSecrets()
+	log, err := r.c.logger(r.env)
+	if err != nil {
+		return err
+	}
+	if r.c.dsn == "" {
+		return usageError{"no database given: set --dsn or REMORA_DSN"}
+	}
+	st, err := r.c.openStorage(ctx)
+	if err != nil {
+		return err
+	}
+	entries, err := r.c.list(ctx, st)
+	if err != nil {
+		return err
+	}
+	e, err := backup.Select(entries, sel)
+	if err != nil {
+		return err
+	}
+	m := e.Manifest
+	if e.Verification != nil && !e.Verification.OK {
+		return fmt.Errorf("%w: backup %s failed its last verification: %v", backup.ErrCorrupt, m.ID, e.Verification.Problems)
+	}
+	drv, err := drivers.New(m.Driver, drivers.Config{DSN: r.c.dsn})
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	log.Info("restoring backup", "id", m.ID, "driver", m.Driver, "databases", m.Databases)
+	if err := backup.Restore(ctx, st, m, drv, backup.RestoreOptions{
+		Database: r.database, Into: r.into, Yes: r.yes, NoGlobals: r.noGlobals, Logger: log,
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.env.stdout, "restored backup %s\n", m.ID)
+	return nil
+}

@@ -1,0 +1,145 @@
+package drivers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Command is a dump or load tool run as a child process.
+type Command struct {
+	Path string
+	Args []string
+	Env  []string // the whole environment of the child
+	// Stderr, if set, also receives everything the tool writes to stderr.
+	Stderr io.Writer
+}
+
+// Run runs the command with stdin (may be nil) as its input and stdout (may be
+// nil) receiving its output. It returns nil only if the command read its
+// input to the end without error, its output was all written, and it exited
+// with status 0. Otherwise the error names the tool and carries the end of its
+// stderr. If writing the output or reading the input fails, the command is
+// stopped at once and that failure is returned.
+func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	name := c.Path
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
+	cmd.Env = c.Env
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a Ctrl-C to remora must not reach the tool first
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stderr = stderr
+	if c.Stderr != nil {
+		cmd.Stderr = io.MultiWriter(stderr, c.Stderr)
+	}
+
+	var out io.ReadCloser
+	var in io.WriteCloser
+	var err error
+	if stdout != nil {
+		if out, err = cmd.StdoutPipe(); err != nil {
+			return err
+		}
+	}
+	if stdin != nil {
+		if in, err = cmd.StdinPipe(); err != nil {
+			return err
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	kill := sync.OnceFunc(func() { _ = cmd.Process.Kill() })
+
+	var wg sync.WaitGroup
+	var inErr error
+	if in != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, inErr = io.Copy(in, stdin)
+			if inErr != nil && !errors.Is(inErr, syscall.EPIPE) {
+				// Stop the tool before it sees the end of its input: a
+				// truncated input must never be taken as a whole one.
+				kill()
+			} else {
+				inErr = nil
+			}
+			in.Close()
+		}()
+	}
+	var outErr error
+	if out != nil {
+		if _, outErr = io.Copy(stdout, out); outErr != nil {
+			kill()
+			_, _ = io.Copy(io.Discard, out)
+		}
+	}
+	wg.Wait()
+	waitErr := cmd.Wait()
+	switch {
+	case inErr != nil:
+		return inErr
+	case outErr != nil:
+		return outErr
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case waitErr != nil:
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			return fmt.Errorf("%s %v", name, waitErr)
+		}
+		return fmt.Errorf("%s %v: %s", name, waitErr, oneLine(msg))
+	}
+	return nil
+}
+
+// Output runs the command and returns its standard output.
+func (c Command) Output(ctx context.Context) (string, error) {
+	var b bytes.Buffer
+	err := c.Run(ctx, nil, &b)
+	return b.String(), err
+}
+
+// oneLine joins the lines of a tool's message.
+func oneLine(s string) string {
+	lines := strings.Split(s, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, " | ")
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
