@@ -98,9 +98,14 @@ func restoreObject(ctx context.Context, st storage.Storage, cod codec, m *Manife
 		return err
 	}
 	defer dr.Close()
-	if err := drv.Restore(ctx, obj.Object, dr, opts); err != nil {
-		if cr.err != nil && errors.Is(cr.err, ErrCorrupt) {
+	dec := &errRecorder{r: dr}
+	if err := drv.Restore(ctx, obj.Object, dec, opts); err != nil {
+		switch {
+		case cr.err != nil && errors.Is(cr.err, ErrCorrupt):
 			return cr.err
+		case dec.err != nil && cr.err == nil:
+			// The stored bytes arrived, but do not decompress.
+			return fmt.Errorf("%w: %s does not decompress: %v (%v)", ErrCorrupt, obj.Key, dec.err, err)
 		}
 		return err
 	}
@@ -111,4 +116,18 @@ func restoreObject(ctx context.Context, st storage.Storage, cod codec, m *Manife
 		}
 	}
 	return nil
+}
+
+// errRecorder remembers the first error other than EOF its reader returned.
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }

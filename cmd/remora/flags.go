@@ -34,8 +34,8 @@ func (e *environment) newFlagSet(name, synopsis string) *flag.FlagSet {
 		fmt.Fprintf(e.stderr, "Usage: remora %s\n\nFlags (those with a [VARIABLE] are also read from it):\n", synopsis)
 		fs.VisitAll(func(f *flag.Flag) {
 			def := ""
-			if f.DefValue != "" && f.DefValue != "false" {
-				def = fmt.Sprintf(" (default %q)", f.DefValue)
+			if d := staticDefaults[f.Name]; d != "" {
+				def = fmt.Sprintf(" (default %q)", d)
 			}
 			env := "  [" + envName(f.Name) + "]"
 			if invocationFlags[f.Name] {
@@ -47,8 +47,13 @@ func (e *environment) newFlagSet(name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
+// staticDefaults are the defaults usage shows: never a value taken from the
+// environment, which may hold a password.
+var staticDefaults = map[string]string{}
+
 // stringFlag defines a string flag whose default comes from its environment twin.
 func stringFlag(fs *flag.FlagSet, p *string, name, def, usage string) {
+	staticDefaults[name] = def
 	if v, ok := os.LookupEnv(envName(name)); ok {
 		def = v
 	}
@@ -127,7 +132,6 @@ func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
 // registerSecrets masks the secrets this command knows of in all output.
 func (c *common) registerSecrets() {
 	redact.AddURLPassword(c.dsn)
-	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"))
 }
 
 func (c *common) logger(e *environment) (*slog.Logger, error) {

@@ -58,6 +58,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return usageError{"no command given"}
 	}
+	// Mask the secrets the environment holds before anything is printed.
+	redact.AddURLPassword(os.Getenv("REMORA_DSN"))
+	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"))
 	env := &environment{stdout: stdout, stderr: stderr}
 	var cmd command
 	switch args[0] {

@@ -1,0 +1,35 @@
+# Remora. `make demo` runs a local demo; `make test` runs every test.
+GO        ?= go
+GOFLAGS   ?=
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X remora.dev/remora/internal/version.version=$(VERSION)
+
+# The tests find the S3-compatible server here.
+export REMORA_VERSITYGW ?= $(CURDIR)/bin/versitygw
+
+.PHONY: all build deps test vet demo clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/remora ./cmd/remora
+
+# The S3-compatible test server (versitygw, Apache-2.0), pinned in tools/versitygw.
+bin/versitygw: tools/versitygw/go.mod tools/versitygw/go.sum
+	$(GO) -C tools/versitygw build -o $(CURDIR)/bin/versitygw github.com/versity/versitygw/cmd/versitygw
+
+deps:
+	hack/install-deps.sh
+
+vet:
+	@out=$$(gofmt -l . | grep -v '^tools/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps bin/versitygw vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+demo: deps bin/versitygw build
+	hack/demo.sh
+
+clean:
+	rm -rf bin

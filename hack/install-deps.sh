@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what Remora's demo and tests need on Debian/Ubuntu, if missing:
+# the PostgreSQL server and client tools and zstd. Go itself must already
+# be installed (https://go.dev/doc/install).
+set -euo pipefail
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1; }
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+have pg_dump && have pg_restore && have psql && have pgbench || missing+=(postgresql-client)
+have zstd || missing+=(zstd)
+
+if ! have go; then
+  echo "install-deps: Go is not installed; see https://go.dev/doc/install" >&2
+  exit 1
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+install() { $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+# An install sometimes fails on a half-fetched archive; a second try works.
+install || { sleep 2; install; }
