@@ -35,7 +35,8 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	}
 	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
 	cmd.Env = c.Env
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// Signals go to the tool's whole process group, helpers included.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a Ctrl-C to remora must not reach the tool first
 	stderr := &tailBuffer{max: 4096}
@@ -60,7 +61,7 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	kill := sync.OnceFunc(func() { _ = cmd.Process.Kill() })
+	kill := sync.OnceFunc(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 
 	var wg sync.WaitGroup
 	var inErr error
@@ -83,7 +84,6 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	if out != nil {
 		if _, outErr = io.Copy(stdout, out); outErr != nil {
 			kill()
-			_, _ = io.Copy(io.Discard, out)
 		}
 	}
 	wg.Wait()

@@ -69,24 +69,23 @@ func verifyObject(ctx context.Context, st storage.Storage, cod codec, m *Manifes
 	defer r.Close()
 	cr := newCheckedReader(r, o, 0)
 	var rawN int64
+	var decodeErr error
 	if m.Encryption == nil {
 		dr, err := cod.newReader(cr)
 		if err != nil {
 			return err
 		}
-		rawN, err = io.Copy(io.Discard, dr)
+		rawN, decodeErr = io.Copy(io.Discard, dr)
 		dr.Close()
-		if err != nil {
-			if errors.Is(err, ErrCorrupt) || !cr.eof {
-				return objErr(o, err)
-			}
-			return fmt.Errorf("%w: %s does not decompress: %v", ErrCorrupt, o.Key, err)
-		}
 	}
+	// Read what decompression left, so the checksum has seen every byte.
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return objErr(o, err)
 	}
-	if m.Encryption == nil && rawN != o.RawSize {
+	switch {
+	case decodeErr != nil:
+		return fmt.Errorf("%w: %s matches its checksum but does not decompress: %v", ErrCorrupt, o.Key, decodeErr)
+	case m.Encryption == nil && rawN != o.RawSize:
 		return fmt.Errorf("%w: %s decompresses to %d bytes, the manifest says %d", ErrCorrupt, o.Key, rawN, o.RawSize)
 	}
 	return nil
