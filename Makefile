@@ -7,7 +7,7 @@ LDFLAGS   := -X remora.dev/remora/internal/version.version=$(VERSION)
 # The tests find the S3-compatible server here.
 export REMORA_VERSITYGW ?= $(CURDIR)/bin/versitygw
 
-.PHONY: all build deps test vet demo clean
+.PHONY: all build deps test vet demo bench clean
 
 all: build
 
@@ -33,3 +33,8 @@ demo: deps bin/versitygw build
 
 clean:
 	rm -rf bin
+
+# Benchmarks against baselines measured in the same run. Knobs:
+# REMORA_BENCH_MIB (database size, default 1200), REMORA_BENCH_ROUNDS (default 3).
+bench: deps bin/versitygw
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./bench

@@ -209,3 +209,82 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("failed commands left objects: %v", keys)
 	}
 }
+
+// TestInterrupted: SIGTERM during a backup stops it at once, says so, and
+// removes what it had written.
+func TestInterrupted(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	seedRandom(t, pg, "rnd", 64)
+	dir := t.TempDir()
+	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
+		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd", "REMORA_COMPRESSION=none"}
+	cmd := exec.Command(remoraBin, "backup")
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the big object is being written.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		found := false
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && strings.Contains(d.Name(), "rnd.dump.remora-tmp-") {
+				if info, err := d.Info(); err == nil && info.Size() > 1<<20 {
+					found = true
+				}
+			}
+			return nil
+		})
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the dump never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if err == nil {
+		t.Fatal("an interrupted backup exited 0")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v to stop", d)
+	}
+	if !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("stderr does not say it was interrupted:\n%s", stderr.String())
+	}
+	var left []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) != 0 {
+		t.Fatalf("an interrupted backup left %v", left)
+	}
+	if n := pg.Psql(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' OR query LIKE 'COPY%'"); n != "0" {
+		// pg_dump may need a moment to notice; give it one.
+		time.Sleep(2 * time.Second)
+		if n := pg.Psql(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY public.rnd%'"); n != "0" {
+			t.Errorf("pg_dump still running after the interrupt (%s sessions)", n)
+		}
+	}
+}
+
+// TestSocketDSN backs up over the unix socket: postgres://user@/db?host=/dir.
+func TestSocketDSN(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	env := []string{"REMORA_STORAGE=file://" + t.TempDir(), "REMORA_DRIVER=postgres",
+		"REMORA_DSN=postgres://postgres@/postgres?host=" + pg.SocketDir + "&port=" + fmt.Sprint(pg.Port),
+		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0"}
+	mustRemora(t, env, "backup")
+	if items := listJSON(t, env); len(items) != 1 || items[0].Databases[0] != "postgres" {
+		t.Fatalf("list: %+v", items)
+	}
+}
