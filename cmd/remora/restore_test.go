@@ -137,4 +137,3 @@ func TestStandardTools(t *testing.T) {
 	sh(`createdb odd && $ZSTD -dc databases/odd.dump.zst | pg_restore --exit-on-error -d odd`)
 	sameChecksums(t, "zstd -d | pg_restore", want, checksums(t, pg2, "odd"))
 }
-
