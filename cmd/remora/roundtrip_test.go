@@ -1,9 +1,13 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"remora.dev/remora/internal/testenv"
 )
@@ -73,6 +77,23 @@ func TestRoundTrip(t *testing.T) {
 			}
 			for _, db := range restores {
 				pg.Psql(t, "postgres", "DROP DATABASE "+quoteIdent(db))
+			}
+			if dir, ok := strings.CutPrefix(tc.storage, "file://"); ok {
+				// Nothing stored holds the password in the clear.
+				filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+					if err == nil && !d.IsDir() {
+						b, _ := os.ReadFile(p)
+						if strings.HasSuffix(p, ".zst") {
+							dec, _ := zstd.NewReader(nil)
+							b, err = dec.DecodeAll(b, nil)
+							if err != nil {
+								t.Errorf("%s: %v", p, err)
+							}
+						}
+						noCanary(t, p, string(b))
+					}
+					return nil
+				})
 			}
 		})
 	}
