@@ -105,7 +105,7 @@ func TestRunAndVerify(t *testing.T) {
 			if err != nil || len(entries) != 1 || entries[0].Problem != "" {
 				t.Fatalf("List: %+v %v", entries, err)
 			}
-			if err := Verify(ctx, st, entries[0].Manifest, true); err != nil {
+			if err := Verify(ctx, st, entries[0].Manifest, nil, true); err != nil {
 				t.Fatal(err)
 			}
 			entries, _ = List(ctx, st, scope)

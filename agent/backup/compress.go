@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
 )
 
 // codec is one compression format.
@@ -32,6 +34,21 @@ var codecs = map[string]codec{
 			return d.IOReadCloser(), nil
 		},
 	},
+	"gzip": {
+		name: "gzip",
+		ext:  ".gz",
+		newWriter: func(w io.Writer) (io.WriteCloser, error) {
+			// Parallel gzip over 1 MiB blocks, at most four in flight.
+			zw, err := pgzip.NewWriterLevel(w, gzip.DefaultCompression)
+			if err != nil {
+				return nil, err
+			}
+			return zw, zw.SetConcurrency(1<<20, 4)
+		},
+		newReader: func(r io.Reader) (io.ReadCloser, error) {
+			return gzip.NewReader(r)
+		},
+	},
 	"none": {
 		name:      "none",
 		newWriter: func(w io.Writer) (io.WriteCloser, error) { return nopWriteCloser{w}, nil },
@@ -42,7 +59,7 @@ var codecs = map[string]codec{
 func codecByName(name string) (codec, error) {
 	c, ok := codecs[name]
 	if !ok {
-		return codec{}, fmt.Errorf("compression %q is not known: want zstd or none", name)
+		return codec{}, fmt.Errorf("compression %q is not known: want zstd, gzip or none", name)
 	}
 	return c, nil
 }

@@ -14,11 +14,12 @@ import (
 
 // RestoreOptions say what to restore and where.
 type RestoreOptions struct {
-	Database  string // restore only this database; empty: all of them
-	Into      string // restore the (single) database under this name
-	Yes       bool   // allow overwriting what exists
-	NoGlobals bool   // skip roles and tablespaces in a full restore
-	Logger    *slog.Logger
+	Database   string      // restore only this database; empty: all of them
+	Into       string      // restore the (single) database under this name
+	Yes        bool        // allow overwriting what exists
+	NoGlobals  bool        // skip roles and tablespaces in a full restore
+	Identities *Identities // decrypt an encrypted backup
+	Logger     *slog.Logger
 }
 
 // holdBack is how much of each object a restore holds back until the whole
@@ -40,8 +41,9 @@ func Restore(ctx context.Context, st storage.Storage, m *Manifest, drv drivers.D
 	if err != nil {
 		return err
 	}
-	if m.Encryption != nil {
-		return fmt.Errorf("backup %s is encrypted; this remora cannot decrypt it", m.ID)
+	if m.Encryption != nil && o.Identities == nil {
+		_, err := decrypter(m, nil, nil)
+		return err
 	}
 	var dbs, globals []ObjectRecord
 	for _, obj := range m.Objects {
@@ -76,14 +78,14 @@ func Restore(ctx context.Context, st storage.Storage, m *Manifest, drv drivers.D
 	}
 	for _, obj := range objs {
 		log.Info("restoring", "object", obj.Key, "database", obj.Database, "into", o.Into)
-		if err := restoreObject(ctx, st, cod, m, obj, drv, ropts); err != nil {
+		if err := restoreObject(ctx, st, cod, m, o.Identities, obj, drv, ropts); err != nil {
 			return fmt.Errorf("restore %s from backup %s: %w", obj.Key, m.ID, err)
 		}
 	}
 	return nil
 }
 
-func restoreObject(ctx context.Context, st storage.Storage, cod codec, m *Manifest, obj ObjectRecord, drv drivers.Driver, opts drivers.RestoreOptions) error {
+func restoreObject(ctx context.Context, st storage.Storage, cod codec, m *Manifest, ids *Identities, obj ObjectRecord, drv drivers.Driver, opts drivers.RestoreOptions) error {
 	r, err := st.Open(ctx, m.dir()+obj.Key)
 	if isNotExist(err) {
 		return fmt.Errorf("%w: %s is missing from storage", ErrCorrupt, obj.Key)
@@ -93,9 +95,19 @@ func restoreObject(ctx context.Context, st storage.Storage, cod codec, m *Manife
 	}
 	defer r.Close()
 	cr := newCheckedReader(r, obj, holdBack)
-	dr, err := cod.newReader(cr)
+	plain, err := decrypter(m, ids, cr)
 	if err != nil {
+		if cr.err != nil {
+			return cr.err
+		}
 		return err
+	}
+	dr, err := cod.newReader(plain)
+	if err != nil {
+		if cr.err != nil {
+			return cr.err
+		}
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, obj.Key, err)
 	}
 	defer dr.Close()
 	dec := &errRecorder{r: dr}
@@ -104,8 +116,8 @@ func restoreObject(ctx context.Context, st storage.Storage, cod codec, m *Manife
 		case cr.err != nil && errors.Is(cr.err, ErrCorrupt):
 			return cr.err
 		case dec.err != nil && cr.err == nil:
-			// The stored bytes arrived, but do not decompress.
-			return fmt.Errorf("%w: %s does not decompress: %v (%v)", ErrCorrupt, obj.Key, dec.err, err)
+			// The stored bytes arrived, but do not decrypt or decompress.
+			return fmt.Errorf("%w: %s does not decrypt or decompress: %v (%v)", ErrCorrupt, obj.Key, dec.err, err)
 		}
 		return err
 	}

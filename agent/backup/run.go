@@ -13,6 +13,8 @@ import (
 	"slices"
 	"time"
 
+	"filippo.io/age"
+
 	"remora.dev/remora/agent/storage"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/version"
@@ -23,7 +25,8 @@ type Options struct {
 	Scope       Scope // Driver must be set
 	Driver      drivers.Driver
 	Storage     storage.Storage
-	Compression string // "zstd" (default) or "none"
+	Compression string      // "zstd" (default), "gzip" or "none"
+	Recipients  *Recipients // encrypt to these age keys; nil: no encryption
 	Logger      *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -74,6 +77,11 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		AgentVersion: version.Version(), Compression: cod.name, Warnings: plan.Warnings,
 		Databases: []string{},
 	}
+	ext := cod.ext
+	if o.Recipients != nil {
+		m.Encryption = &Encryption{Recipients: o.Recipients.Keys}
+		ext += ageExt
+	}
 	dir := m.dir()
 	if err := mustBeUnused(ctx, o.Storage, dir); err != nil {
 		return nil, err
@@ -94,12 +102,12 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	}
 
 	for _, obj := range plan.Objects {
-		rec := ObjectRecord{Object: obj, Key: obj.Name + cod.ext}
+		rec := ObjectRecord{Object: obj, Key: obj.Name + ext}
 		key := dir + rec.Key
 		log.Info("dumping", "object", rec.Key, "database", obj.Database)
 		t0 := time.Now()
 		written = append(written, key)
-		if err := putObject(ctx, o.Driver, o.Storage, cod, key, &rec); err != nil {
+		if err := putObject(ctx, o.Driver, o.Storage, cod, o.Recipients, key, &rec); err != nil {
 			return fail(fmt.Errorf("backup %s: %s: %w", m.ID, rec.Key, err))
 		}
 		log.Info("stored", "object", rec.Key, "raw_bytes", rec.RawSize, "stored_bytes", rec.Size, "seconds", time.Since(t0).Seconds())
@@ -144,8 +152,9 @@ func mustBeUnused(ctx context.Context, st storage.Storage, dir string) error {
 	return err
 }
 
-// putObject streams one object: driver -> compression -> SHA-256 -> storage.
-func putObject(ctx context.Context, drv drivers.Driver, st storage.Storage, cod codec, key string, rec *ObjectRecord) error {
+// putObject streams one object: driver -> compression -> encryption ->
+// SHA-256 -> storage.
+func putObject(ctx context.Context, drv drivers.Driver, st storage.Storage, cod codec, to *Recipients, key string, rec *ObjectRecord) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -154,7 +163,15 @@ func putObject(ctx context.Context, drv drivers.Driver, st storage.Storage, cod 
 	dumpDone := make(chan error, 1)
 	go func() {
 		err := func() error {
-			zw, err := cod.newWriter(io.MultiWriter(pw, hash, &stored))
+			var sink io.Writer = io.MultiWriter(pw, hash, &stored)
+			var enc io.WriteCloser = nopWriteCloser{sink}
+			if to != nil {
+				var err error
+				if enc, err = age.Encrypt(sink, to.list...); err != nil {
+					return err
+				}
+			}
+			zw, err := cod.newWriter(enc)
 			if err != nil {
 				return err
 			}
@@ -162,7 +179,12 @@ func putObject(ctx context.Context, drv drivers.Driver, st storage.Storage, cod 
 				zw.Close()
 				return err
 			}
-			return zw.Close()
+			// Innermost first: the compressor flushes into the encryption,
+			// which writes its last chunk.
+			if err := zw.Close(); err != nil {
+				return err
+			}
+			return enc.Close()
 		}()
 		pw.CloseWithError(err) // nil: the reader sees EOF
 		dumpDone <- err

@@ -20,17 +20,19 @@ import (
 var ErrCorrupt = errors.New("backup is corrupt")
 
 // Verify downloads every object of a backup and checks its size and SHA-256
-// against the manifest, and that it decompresses to the recorded size. It
-// records the result beside the manifest (unless record is false) and
-// returns an error wrapping ErrCorrupt if anything does not match.
-func Verify(ctx context.Context, st storage.Storage, m *Manifest, record bool) error {
+// against the manifest; they cover the stored bytes, so no key is needed. If
+// the backup is not encrypted, or ids can decrypt it, it also checks that every
+// object decrypts and decompresses to the recorded size. It records the result
+// beside the manifest (unless record is false) and returns an error wrapping
+// ErrCorrupt if anything does not match.
+func Verify(ctx context.Context, st storage.Storage, m *Manifest, ids *Identities, record bool) error {
 	cod, err := codecByName(m.Compression)
 	if err != nil {
 		return err
 	}
 	var problems []string
 	for _, o := range m.Objects {
-		if err := verifyObject(ctx, st, cod, m, o); err != nil {
+		if err := verifyObject(ctx, st, cod, m, ids, o); err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				return err // could not check: no verdict
 			}
@@ -58,7 +60,7 @@ func problems2errs(ps []string) []error {
 	return errs
 }
 
-func verifyObject(ctx context.Context, st storage.Storage, cod codec, m *Manifest, o ObjectRecord) error {
+func verifyObject(ctx context.Context, st storage.Storage, cod codec, m *Manifest, ids *Identities, o ObjectRecord) error {
 	r, err := st.Open(ctx, m.dir()+o.Key)
 	if isNotExist(err) {
 		return fmt.Errorf("%w: %s is missing", ErrCorrupt, o.Key)
@@ -68,24 +70,34 @@ func verifyObject(ctx context.Context, st storage.Storage, cod codec, m *Manifes
 	}
 	defer r.Close()
 	cr := newCheckedReader(r, o, 0)
+	deep := m.Encryption == nil || ids != nil
 	var rawN int64
 	var decodeErr error
-	if m.Encryption == nil {
-		dr, err := cod.newReader(cr)
-		if err != nil {
+	if deep {
+		decodeErr = func() error {
+			plain, err := decrypter(m, ids, cr)
+			if err != nil {
+				return err
+			}
+			dr, err := cod.newReader(plain)
+			if err != nil {
+				return err
+			}
+			defer dr.Close()
+			rawN, err = io.Copy(io.Discard, dr)
 			return err
-		}
-		rawN, decodeErr = io.Copy(io.Discard, dr)
-		dr.Close()
+		}()
 	}
 	// Read what decompression left, so the checksum has seen every byte.
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return objErr(o, err)
 	}
 	switch {
+	case errors.Is(decodeErr, ErrNoIdentity):
+		return decodeErr
 	case decodeErr != nil:
-		return fmt.Errorf("%w: %s matches its checksum but does not decompress: %v", ErrCorrupt, o.Key, decodeErr)
-	case m.Encryption == nil && rawN != o.RawSize:
+		return fmt.Errorf("%w: %s matches its checksum but does not decrypt or decompress: %v", ErrCorrupt, o.Key, decodeErr)
+	case deep && rawN != o.RawSize:
 		return fmt.Errorf("%w: %s decompresses to %d bytes, the manifest says %d", ErrCorrupt, o.Key, rawN, o.RawSize)
 	}
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"remora.dev/remora/agent/backup"
 	"remora.dev/remora/drivers"
@@ -13,13 +14,15 @@ type backupCommand struct {
 	c           common
 	databases   string
 	compression string
+	encryptTo   string
 }
 
 func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	fs := b.env.newFlagSet("backup", "backup --driver postgres --dsn URL --storage URL [flags]")
 	b.c.addFlags(fs, true)
 	stringFlag(fs, &b.databases, "databases", "all", "databases to back up: all, or a comma list")
-	stringFlag(fs, &b.compression, "compression", "zstd", "compression: zstd or none")
+	stringFlag(fs, &b.compression, "compression", "zstd", "compression: zstd, gzip or none")
+	stringFlag(fs, &b.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (age1..., comma-separated; also AGE_RECIPIENTS)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,12 +41,16 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	if b.c.dsn == "" {
 		return usageError{"no database given: set --dsn or REMORA_DSN"}
 	}
+	recipients, err := backup.ParseRecipients(b.encryptTo)
+	if err != nil {
+		return usageError{err.Error()}
+	}
 	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases)})
 	if err != nil {
 		return usageError{err.Error()}
 	}
 	m, err := backup.Run(ctx, backup.Options{
-		Scope: b.c.scope(), Driver: drv, Storage: st, Compression: b.compression, Logger: log,
+		Scope: b.c.scope(), Driver: drv, Storage: st, Compression: b.compression, Recipients: recipients, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -149,6 +149,12 @@ func (c *common) logger(e *environment) (*slog.Logger, error) {
 	return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", c.logFormat)}
 }
 
+// identityFlag defines --identity, the age identity file that decrypts
+// encrypted backups (also REMORA_IDENTITY or AGE_IDENTITY_FILE).
+func identityFlag(fs *flag.FlagSet, p *string) {
+	stringFlag(fs, p, "identity", os.Getenv("AGE_IDENTITY_FILE"), "age identity file that decrypts encrypted backups (also AGE_IDENTITY_FILE)")
+}
+
 func (c *common) scope() backup.Scope {
 	return backup.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver}
 }

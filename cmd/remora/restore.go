@@ -17,6 +17,7 @@ type restoreCommand struct {
 	into      string
 	yes       bool
 	noGlobals bool
+	identity  string
 }
 
 func (r *restoreCommand) Run(ctx context.Context, args []string) error {
@@ -28,6 +29,7 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	choiceString(fs, &r.into, "into", "restore the database under this name instead of its own (created if missing)")
 	choiceBool(fs, &r.yes, "yes", "allow overwriting existing databases and roles")
 	choiceBool(fs, &r.noGlobals, "no-globals", "in a full restore, leave roles and tablespaces alone")
+	identityFlag(fs, &r.identity)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -60,6 +62,10 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if r.c.dsn == "" {
 		return usageError{"no database given: set --dsn or REMORA_DSN"}
 	}
+	ids, err := backup.LoadIdentities(r.identity)
+	if err != nil {
+		return usageError{err.Error()}
+	}
 	st, err := r.c.openStorage(ctx)
 	if err != nil {
 		return err
@@ -82,7 +88,7 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	}
 	log.Info("restoring backup", "id", m.ID, "driver", m.Driver, "databases", m.Databases)
 	if err := backup.Restore(ctx, st, m, drv, backup.RestoreOptions{
-		Database: r.database, Into: r.into, Yes: r.yes, NoGlobals: r.noGlobals, Logger: log,
+		Database: r.database, Into: r.into, Yes: r.yes, NoGlobals: r.noGlobals, Identities: ids, Logger: log,
 	}); err != nil {
 		return err
 	}

@@ -9,15 +9,17 @@ import (
 )
 
 type verifyCommand struct {
-	env *environment
-	c   common
-	all bool
+	env      *environment
+	c        common
+	all      bool
+	identity string
 }
 
 func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	fs := v.env.newFlagSet("verify", "verify [ID|--all] [flags]")
 	v.c.addFlags(fs, false)
 	choiceBool(fs, &v.all, "all", "verify every backup")
+	identityFlag(fs, &v.identity)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -26,6 +28,10 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 		return usageError{"verify takes one backup ID, or --all, or nothing for the latest backup"}
 	}
 	v.c.registerSecrets()
+	ids, err := backup.LoadIdentities(v.identity)
+	if err != nil {
+		return usageError{err.Error()}
+	}
 	st, err := v.c.openStorage(ctx)
 	if err != nil {
 		return err
@@ -58,10 +64,14 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 			bad = append(bad, fmt.Errorf("%w: backup %s: %s", backup.ErrCorrupt, e.Manifest.ID, e.Problem))
 			continue
 		}
-		err := backup.Verify(ctx, st, e.Manifest, true)
+		err := backup.Verify(ctx, st, e.Manifest, ids, true)
 		switch {
 		case err == nil:
-			fmt.Fprintf(v.env.stdout, "%s  OK  %d objects, %s\n", e.Manifest.ID, len(e.Manifest.Objects), humanBytes(e.Manifest.Size()))
+			how := ""
+			if e.Manifest.Encryption != nil && ids == nil {
+				how = " (checksums only: encrypted, no --identity to check the contents)"
+			}
+			fmt.Fprintf(v.env.stdout, "%s  OK  %d objects, %s%s\n", e.Manifest.ID, len(e.Manifest.Objects), humanBytes(e.Manifest.Size()), how)
 		case errors.Is(err, backup.ErrCorrupt):
 			fmt.Fprintf(v.env.stdout, "%s  CORRUPT  %s\n", e.Manifest.ID, oneLine(err.Error()))
 			bad = append(bad, fmt.Errorf("backup %s: %w", e.Manifest.ID, err))
