@@ -41,6 +41,16 @@ type RestoreOptions struct {
 	Into string
 	// Yes allows overwriting a database that exists.
 	Yes bool
+	// Warn, if set, receives what the operator should know but that does
+	// not fail the restore.
+	Warn func(msg string)
+}
+
+// Warnf reports a warning through o.Warn, if set.
+func (o RestoreOptions) Warnf(format string, a ...any) {
+	if o.Warn != nil {
+		o.Warn(fmt.Sprintf(format, a...))
+	}
 }
 
 // Driver dumps and restores one kind of database server.

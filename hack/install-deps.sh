@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Remora's demo and tests need on Debian/Ubuntu, if missing:
-# the PostgreSQL server and client tools, zstd and age (the tests restore with
+# the PostgreSQL and MariaDB servers and client tools, zstd and age (the tests restore with
 # them alone), and curl and python3 for the demo script. Go itself must already
 # be installed (https://go.dev/doc/install).
 set -euo pipefail
@@ -10,6 +10,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 have pg_dump && have pg_restore && have psql && have pgbench || missing+=(postgresql-client)
 have zstd || missing+=(zstd)
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+have mariadb && have mariadb-dump || missing+=(mariadb-client)
 have age || missing+=(age)
 have curl || missing+=(curl ca-certificates)
 have python3 || missing+=(python3)

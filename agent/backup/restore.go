@@ -68,7 +68,7 @@ func Restore(ctx context.Context, st storage.Storage, m *Manifest, drv drivers.D
 	} else if len(globals) > 0 {
 		log.Info("roles and tablespaces are not restored: they are restored only in a full restore (no --database, no --into)")
 	}
-	ropts := drivers.RestoreOptions{Into: o.Into, Yes: o.Yes}
+	ropts := drivers.RestoreOptions{Into: o.Into, Yes: o.Yes, Warn: func(msg string) { log.Warn(msg) }}
 	plain := make([]drivers.Object, len(objs))
 	for i, obj := range objs {
 		plain[i] = obj.Object

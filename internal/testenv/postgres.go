@@ -62,6 +62,18 @@ func pgCred(t testing.TB) (*syscall.SysProcAttr, int, int) {
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}, uid, gid
 }
 
+// templates are the data directories made once per test binary, removed by Main.
+var (
+	templatesMu sync.Mutex
+	templates   []string
+)
+
+func keepTemplate(dir string) {
+	templatesMu.Lock()
+	defer templatesMu.Unlock()
+	templates = append(templates, dir)
+}
+
 var (
 	templateOnce sync.Once
 	templateDir  string
@@ -96,6 +108,7 @@ func template(t testing.TB, bin string) (string, error) {
 		}
 		os.Remove(pw)
 		templateDir = filepath.Join(dir, "data")
+		keepTemplate(dir)
 	})
 	return templateDir, templateErr
 }
@@ -195,8 +208,8 @@ func (pg *Postgres) Kill() { pg.p.stop(syscall.SIGKILL) }
 // whole run. Use it as TestMain: func TestMain(m *testing.M) { testenv.Main(m) }.
 func Main(m *testing.M) {
 	code := m.Run()
-	if templateDir != "" {
-		os.RemoveAll(filepath.Dir(templateDir))
+	for _, dir := range templates {
+		os.RemoveAll(dir)
 	}
 	os.Exit(code)
 }

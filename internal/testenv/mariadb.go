@@ -1,0 +1,140 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// MariaDB is a running MariaDB server. It listens on 127.0.0.1:Port and on
+// the unix socket Socket; root logs in without a password, and the user
+// "remora" with the password Canary and all privileges.
+type MariaDB struct {
+	Port   int
+	Socket string
+	Dir    string
+	p      *proc
+}
+
+var mariadbFast = []string{"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
+	"--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--skip-log-bin"}
+
+var (
+	mariadbOnce sync.Once
+	mariadbTmpl string
+	mariadbErr  error
+)
+
+func mariadbTemplate() (string, error) {
+	mariadbOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "rmdbtmpl")
+		if err != nil {
+			mariadbErr = err
+			return
+		}
+		args := append([]string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"), "--user=" + currentUser(),
+			"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"}, mariadbFast...)
+		if out, err := exec.Command("mariadb-install-db", args...).CombinedOutput(); err != nil {
+			mariadbErr = fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
+			return
+		}
+		mariadbTmpl = filepath.Join(dir, "data")
+		keepTemplate(dir)
+	})
+	return mariadbTmpl, mariadbErr
+}
+
+func currentUser() string {
+	if os.Geteuid() == 0 {
+		return "root"
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "nobody"
+}
+
+// StartMariaDB starts a MariaDB server with a fresh data directory.
+func StartMariaDB(t testing.TB) *MariaDB {
+	t.Helper()
+	if _, err := exec.LookPath("mariadb-install-db"); err != nil || !isExec("/usr/sbin/mariadbd") {
+		Missing(t, "MariaDB server", "apt-get install mariadb-server mariadb-client")
+	}
+	tmpl, err := mariadbTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "rmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data := filepath.Join(dir, "data")
+	if out, err := exec.Command("cp", "-a", tmpl, data).CombinedOutput(); err != nil {
+		t.Fatalf("copy data dir: %v\n%s", err, out)
+	}
+	var lastErr error
+	for try := 0; try < 3; try++ {
+		m := &MariaDB{Port: FreePort(t), Socket: filepath.Join(dir, "mysqld.sock"), Dir: dir}
+		args := append([]string{"--no-defaults", "--user=" + currentUser(), "--datadir=" + data, "--socket=" + m.Socket,
+			"--port=" + itoa(m.Port), "--bind-address=127.0.0.1", "--pid-file=" + filepath.Join(dir, "mysqld.pid"),
+			"--log-error=" + filepath.Join(dir, fmt.Sprintf("error-%d.log", try)), "--tmpdir=" + dir,
+			"--skip-name-resolve", "--skip-performance-schema"}, mariadbFast...)
+		m.p = start(t, exec.Command("/usr/sbin/mariadbd", args...), filepath.Join(dir, fmt.Sprintf("mariadbd-%d.log", try)))
+		m.p.log = filepath.Join(dir, fmt.Sprintf("error-%d.log", try))
+		lastErr = m.p.waitReady(func() error {
+			return exec.Command("mariadb-admin", "--no-defaults", "--socket="+m.Socket, "-uroot", "ping").Run()
+		})
+		if lastErr == nil {
+			t.Cleanup(func() { m.p.stop(syscall.SIGTERM) })
+			m.SQL(t, "CREATE USER 'remora'@'%' IDENTIFIED BY '"+Canary+"'; GRANT ALL ON *.* TO 'remora'@'%' WITH GRANT OPTION")
+			return m
+		}
+		m.p.stop(syscall.SIGKILL)
+	}
+	t.Fatalf("mariadb: %v", lastErr)
+	return nil
+}
+
+// DSN is the URL Remora takes, over TCP as the remora user.
+func (m *MariaDB) DSN() string {
+	return fmt.Sprintf("mysql://remora:%s@127.0.0.1:%d/", Canary, m.Port)
+}
+
+// SQL runs statements as root over the socket and returns the tab-separated
+// output without column names.
+func (m *MariaDB) SQL(t testing.TB, sql string) string {
+	t.Helper()
+	out, err := m.SQLErr(sql)
+	if err != nil {
+		t.Fatalf("mariadb: %v", err)
+	}
+	return out
+}
+
+// SQLErr is SQL returning the error.
+func (m *MariaDB) SQLErr(sql string) (string, error) {
+	cmd := exec.Command("mariadb", "--no-defaults", "--socket="+m.Socket, "-uroot", "--default-character-set=utf8mb4", "--batch", "--skip-column-names")
+	cmd.Stdin = strings.NewReader(sql)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%v: %s", err, errb.String())
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// Command prepares a client program (mariadb, mariadb-dump) connected as root
+// over the socket.
+func (m *MariaDB) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command(name, append([]string{"--no-defaults", "--socket=" + m.Socket, "-uroot"}, args...)...)
+}
+
+// Kill stops the server at once (SIGKILL), as a crash would.
+func (m *MariaDB) Kill() { m.p.stop(syscall.SIGKILL) }
