@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Remora's demo and tests need on Debian/Ubuntu, if missing:
-# the PostgreSQL and MariaDB servers and client tools, zstd and age (the tests restore with
+# the PostgreSQL, MariaDB and Redis servers and client tools, zstd and age (the tests restore with
 # them alone), and curl and python3 for the demo script. Go itself must already
 # be installed (https://go.dev/doc/install).
 set -euo pipefail
@@ -12,6 +12,8 @@ have pg_dump && have pg_restore && have psql && have pgbench || missing+=(postgr
 have zstd || missing+=(zstd)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 have mariadb && have mariadb-dump || missing+=(mariadb-client)
+have redis-server || missing+=(redis-server)
+have redis-cli && have redis-check-rdb || missing+=(redis-tools)
 have age || missing+=(age)
 have curl || missing+=(curl ca-certificates)
 have python3 || missing+=(python3)

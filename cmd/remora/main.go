@@ -16,6 +16,7 @@ import (
 	"remora.dev/remora/agent/backup"
 	_ "remora.dev/remora/drivers/mysql"
 	_ "remora.dev/remora/drivers/postgres"
+	_ "remora.dev/remora/drivers/redis"
 	"remora.dev/remora/internal/redact"
 )
 
