@@ -16,6 +16,7 @@ import (
 const (
 	KindDatabase = "database" // one database's dump
 	KindGlobals  = "globals"  // server-wide objects: roles, tablespaces
+	KindFiles    = "files"    // a tar archive of paths
 )
 
 // Object is one stream of a backup.
@@ -75,6 +76,7 @@ type Driver interface {
 type Config struct {
 	DSN       string   // where the server is, as a URL; may hold the password
 	Databases []string // databases to back up; empty means all
+	Paths     []string // files and directories to archive (the files driver, or extra files for any driver)
 }
 
 // Factory builds a driver from its configuration.
@@ -121,12 +123,8 @@ func New(name string, cfg Config) (Driver, error) {
 	return f(cfg)
 }
 
-// ParseDatabases reads a --databases value: "all" (or empty) or a comma list.
-func ParseDatabases(s string) []string {
-	s = strings.TrimSpace(s)
-	if s == "" || s == "all" {
-		return nil
-	}
+// ParseList reads a comma list, dropping empty items.
+func ParseList(s string) []string {
 	var out []string
 	for _, d := range strings.Split(s, ",") {
 		if d = strings.TrimSpace(d); d != "" {
@@ -134,6 +132,15 @@ func ParseDatabases(s string) []string {
 		}
 	}
 	return out
+}
+
+// ParseDatabases reads a --databases value: "all" (or empty) or a comma list.
+func ParseDatabases(s string) []string {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "all" {
+		return nil
+	}
+	return ParseList(s)
 }
 
 // ObjectFileName makes a database name safe as one element of a storage key:

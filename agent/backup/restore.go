@@ -48,7 +48,7 @@ func Restore(ctx context.Context, st storage.Storage, m *Manifest, drv drivers.D
 	var dbs, globals []ObjectRecord
 	for _, obj := range m.Objects {
 		switch obj.Kind {
-		case drivers.KindDatabase:
+		case drivers.KindDatabase, drivers.KindFiles:
 			if o.Database == "" || obj.Database == o.Database {
 				dbs = append(dbs, obj)
 			}

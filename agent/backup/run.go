@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -86,6 +87,18 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	if err := mustBeUnused(ctx, o.Storage, dir); err != nil {
 		return nil, err
 	}
+	var warnMu sync.Mutex
+	ctx = drivers.WithWarn(ctx, func(msg string) {
+		log.Warn(msg)
+		warnMu.Lock()
+		defer warnMu.Unlock()
+		switch n := len(m.Warnings); {
+		case n < maxWarnings:
+			m.Warnings = append(m.Warnings, msg)
+		case n == maxWarnings:
+			m.Warnings = append(m.Warnings, "more warnings are in the log")
+		}
+	})
 
 	var written []string
 	fail := func(err error) (*Manifest, error) {
@@ -112,7 +125,7 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		}
 		log.Info("stored", "object", rec.Key, "raw_bytes", rec.RawSize, "stored_bytes", rec.Size, "seconds", time.Since(t0).Seconds())
 		m.Objects = append(m.Objects, rec)
-		if obj.Kind == drivers.KindDatabase {
+		if obj.Kind == drivers.KindDatabase || obj.Kind == drivers.KindFiles {
 			m.Databases = append(m.Databases, obj.Database)
 		}
 	}
@@ -140,6 +153,9 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	}
 	return m, nil
 }
+
+// maxWarnings bounds the warnings a manifest keeps.
+const maxWarnings = 100
 
 // mustBeUnused refuses to write into a backup directory that holds objects
 // (two runs started in the same second).

@@ -7,6 +7,7 @@ import (
 
 	"remora.dev/remora/agent/backup"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/drivers/files"
 )
 
 type backupCommand struct {
@@ -15,12 +16,14 @@ type backupCommand struct {
 	databases   string
 	compression string
 	encryptTo   string
+	paths       string
 }
 
 func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	fs := b.env.newFlagSet("backup", "backup --driver postgres --dsn URL --storage URL [flags]")
 	b.c.addFlags(fs, true)
 	stringFlag(fs, &b.databases, "databases", "all", "databases to back up: all, or a comma list")
+	stringFlag(fs, &b.paths, "paths", "", "files and directories to archive: with --driver files, or extra files with any driver (comma list)")
 	stringFlag(fs, &b.compression, "compression", "zstd", "compression: zstd, gzip or none")
 	stringFlag(fs, &b.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (age1..., comma-separated; also AGE_RECIPIENTS)")
 	if err := parse(fs, args); err != nil {
@@ -38,16 +41,22 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if b.c.dsn == "" {
+	paths := drivers.ParseList(b.paths)
+	if b.c.dsn == "" && b.c.driver != files.Name {
 		return usageError{"no database given: set --dsn or REMORA_DSN"}
 	}
 	recipients, err := backup.ParseRecipients(b.encryptTo)
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases)})
+	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases), Paths: paths})
 	if err != nil {
 		return usageError{err.Error()}
+	}
+	if len(paths) > 0 && b.c.driver != files.Name {
+		if drv, err = files.Extra(drv, paths); err != nil {
+			return usageError{err.Error()}
+		}
 	}
 	m, err := backup.Run(ctx, backup.Options{
 		Scope: b.c.scope(), Driver: drv, Storage: st, Compression: b.compression, Recipients: recipients, Logger: log,

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"remora.dev/remora/agent/backup"
+	_ "remora.dev/remora/drivers/files"
 	_ "remora.dev/remora/drivers/mysql"
 	_ "remora.dev/remora/drivers/postgres"
 	_ "remora.dev/remora/drivers/redis"

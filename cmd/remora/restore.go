@@ -6,6 +6,7 @@ import (
 
 	"remora.dev/remora/agent/backup"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/drivers/files"
 )
 
 type restoreCommand struct {
@@ -59,9 +60,6 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if r.c.dsn == "" {
-		return usageError{"no database given: set --dsn or REMORA_DSN"}
-	}
 	ids, err := backup.LoadIdentities(r.identity)
 	if err != nil {
 		return usageError{err.Error()}
@@ -82,9 +80,21 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if e.Verification != nil && !e.Verification.OK {
 		return fmt.Errorf("%w: backup %s failed its last verification: %v", backup.ErrCorrupt, m.ID, e.Verification.Problems)
 	}
+	hasFiles := false
+	for _, o := range m.Objects {
+		hasFiles = hasFiles || o.Kind == drivers.KindFiles
+	}
+	if r.c.dsn == "" && m.Driver != files.Name {
+		return usageError{"no database given: set --dsn or REMORA_DSN"}
+	}
 	drv, err := drivers.New(m.Driver, drivers.Config{DSN: r.c.dsn})
 	if err != nil {
 		return usageError{err.Error()}
+	}
+	if hasFiles && m.Driver != files.Name {
+		if drv, err = files.Extra(drv, nil); err != nil {
+			return err
+		}
 	}
 	log.Info("restoring backup", "id", m.ID, "driver", m.Driver, "databases", m.Databases)
 	if err := backup.Restore(ctx, st, m, drv, backup.RestoreOptions{
