@@ -77,6 +77,7 @@ type Config struct {
 	DSN       string   // where the server is, as a URL; may hold the password
 	Databases []string // databases to back up; empty means all
 	Paths     []string // files and directories to archive (the files driver, or extra files for any driver)
+	DumpArgs  []string // extra flags for the dump tool, checked against the driver's allowlist
 }
 
 // Factory builds a driver from its configuration.

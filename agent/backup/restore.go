@@ -66,7 +66,7 @@ func Restore(ctx context.Context, st storage.Storage, m *Manifest, drv drivers.D
 	if o.Database == "" && o.Into == "" && !o.NoGlobals {
 		objs = append(globals, dbs...)
 	} else if len(globals) > 0 {
-		log.Info("roles and tablespaces are not restored: they are restored only in a full restore (no --database, no --into)")
+		log.Info("server-wide objects (roles, users, grants, tablespaces) are not restored: only a full restore (no --database, no --into) restores them")
 	}
 	ropts := drivers.RestoreOptions{Into: o.Into, Yes: o.Yes, Warn: func(msg string) { log.Warn(msg) }}
 	plain := make([]drivers.Object, len(objs))

@@ -17,6 +17,7 @@ type backupCommand struct {
 	compression string
 	encryptTo   string
 	paths       string
+	dumpArgs    string
 }
 
 func (b *backupCommand) Run(ctx context.Context, args []string) error {
@@ -24,6 +25,7 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	b.c.addFlags(fs, true)
 	stringFlag(fs, &b.databases, "databases", "all", "databases to back up: all, or a comma list")
 	stringFlag(fs, &b.paths, "paths", "", "files and directories to archive: with --driver files, or extra files with any driver (comma list)")
+	stringFlag(fs, &b.dumpArgs, "dump-args", "", "extra flags for the dump tool, quoted as in a shell; only an allowlist is accepted")
 	stringFlag(fs, &b.compression, "compression", "zstd", "compression: zstd, gzip or none")
 	stringFlag(fs, &b.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (age1..., comma-separated; also AGE_RECIPIENTS)")
 	if err := parse(fs, args); err != nil {
@@ -49,7 +51,11 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases), Paths: paths})
+	dumpArgs, err := drivers.SplitArgs(b.dumpArgs)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases), Paths: paths, DumpArgs: dumpArgs})
 	if err != nil {
 		return usageError{err.Error()}
 	}

@@ -183,3 +183,57 @@ func TestMariaDBBadInput(t *testing.T) {
 		t.Fatalf("failed backups are listed: %+v", items)
 	}
 }
+
+// TestDumpArgs: allowed extra flags reach the dump tool; a refused one is a
+// clear error and nothing is dumped.
+func TestDumpArgs(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	seedOdd(t, pg, "odd")
+	m := testenv.StartMariaDB(t)
+	seedMariaDB(t, m)
+	store := t.TempDir()
+	pgEnv := []string{"REMORA_STORAGE=file://" + store, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
+		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=odd"}
+	myEnv := []string{"REMORA_STORAGE=file://" + store, "REMORA_DRIVER=mysql", "REMORA_DSN=" + m.DSN(),
+		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=mariadb-0", "REMORA_DATABASES=shop"}
+	victim := filepath.Join(t.TempDir(), "written")
+	for _, tc := range []struct {
+		env  []string
+		args string
+		want string
+	}{
+		{pgEnv, "--file=" + victim, `"--file=` + victim + `" is not allowed for pg_dump`},
+		{pgEnv, "-f " + victim, `"-f" is not allowed`},
+		{pgEnv, "--host=elsewhere", `"--host=elsewhere" is not allowed`},
+		{pgEnv, "--exclude-table=x; touch " + victim, "more than one command"},
+		{pgEnv, "--exclude-table=$HOME", "variables"},
+		{myEnv, "--result-file=" + victim, `"--result-file=` + victim + `" is not allowed for mysqldump`},
+		{myEnv, "--compact", `"--compact" is not allowed`},
+		{myEnv, "otherdb", "not a flag"},
+	} {
+		r := remora(t, append(tc.env, "REMORA_DUMP_ARGS="+tc.args), "backup")
+		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("--dump-args %q: want exit 2 and %q, got %s", tc.args, tc.want, r)
+		}
+	}
+	if _, err := os.Stat(victim); err == nil {
+		t.Fatal("a refused flag wrote a file")
+	}
+	for _, env := range [][]string{pgEnv, myEnv} {
+		if items := listJSON(t, env); len(items) != 0 {
+			t.Fatalf("refused dump args left backups: %+v", items)
+		}
+	}
+
+	// Allowed flags work.
+	mustRemora(t, append(pgEnv, "REMORA_DUMP_ARGS=--exclude-table='odd_view' --no-owner"), "backup")
+	mustRemora(t, pgEnv, "restore", "--latest", "--into", "odd_args")
+	if n := pg.Psql(t, "odd_args", "SELECT count(*) FROM pg_views WHERE viewname = 'odd_view'"); n != "0" {
+		t.Error("--exclude-table did not reach pg_dump")
+	}
+	mustRemora(t, append(myEnv, "REMORA_DUMP_ARGS=--ignore-table-data=shop.items"), "backup")
+	mustRemora(t, myEnv, "restore", "--latest", "--into", "shop_args")
+	if n := m.SQL(t, "SELECT COUNT(*) FROM shop_args.items"); n != "0" {
+		t.Error("--ignore-table-data did not reach mariadb-dump")
+	}
+}

@@ -34,7 +34,12 @@ const FormatTar = "tar"
 const objectDatabase = "files"
 
 func init() {
-	drivers.Register(Name, func(cfg drivers.Config) (drivers.Driver, error) { return New(cfg.Paths) })
+	drivers.Register(Name, func(cfg drivers.Config) (drivers.Driver, error) {
+		if err := drivers.CheckArgs("files", cfg.DumpArgs, nil); err != nil {
+			return nil, err
+		}
+		return New(cfg.Paths)
+	})
 }
 
 // Driver archives a set of paths.

@@ -40,6 +40,22 @@ type Driver struct {
 	where     string // host:port or the socket, for messages
 	user      string
 	databases []string
+	dumpArgs  []string
+}
+
+// dumpFlags are the mysqldump/mariadb-dump flags --dump-args accepts. Flags
+// that write files (--result-file, --tab, --log-error), change the connection
+// or the server (--host, --flush-logs, --dump-slave, ...), or drop the
+// "Dump completed" trailer (--compact, --skip-comments) are not here.
+var dumpFlags = []drivers.Flag{
+	{Long: "ignore-table", Value: true}, {Long: "ignore-table-data", Value: true}, {Long: "where", Short: 'w', Value: true},
+	{Long: "no-data", Short: 'd'}, {Long: "no-create-info", Short: 't'}, {Long: "skip-add-drop-table"},
+	{Long: "skip-extended-insert"}, {Long: "extended-insert", Short: 'e'}, {Long: "complete-insert", Short: 'c'},
+	{Long: "insert-ignore"}, {Long: "replace"}, {Long: "skip-tz-utc"}, {Long: "order-by-primary"},
+	{Long: "max-allowed-packet", Value: true}, {Long: "net-buffer-length", Value: true}, {Long: "skip-triggers"},
+	{Long: "skip-routines"}, {Long: "skip-events"}, {Long: "column-statistics", Value: true},
+	{Long: "no-tablespaces", Short: 'y'}, {Long: "skip-disable-keys"}, {Long: "skip-add-locks"},
+	{Long: "add-drop-trigger"}, {Long: "verbose", Short: 'v'},
 }
 
 // New checks the DSN: mysql://user[:password]@host[:port]/ or
@@ -49,7 +65,10 @@ func New(cfg drivers.Config) (*Driver, error) {
 	if err != nil || (u.Scheme != "mysql" && u.Scheme != "mariadb") {
 		return nil, fmt.Errorf("mysql: the DSN must be a URL such as mysql://user@host:3306/ or mysql://user@/?socket=/run/mysqld/mysqld.sock")
 	}
-	d := &Driver{databases: cfg.Databases, user: "root"}
+	if err := drivers.CheckArgs("mysqldump", cfg.DumpArgs, dumpFlags); err != nil {
+		return nil, err
+	}
+	d := &Driver{databases: cfg.Databases, user: "root", dumpArgs: cfg.DumpArgs}
 	if u.User != nil {
 		d.user = u.User.Username()
 		d.password, _ = u.User.Password()
@@ -243,6 +262,7 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 			args = append(args, "--set-gtid-purged=OFF") // a restore must not rewrite the target's GTID state
 		}
 		tail := &tailWriter{w: w}
+		args = append(args, d.dumpArgs...)
 		if err := d.command(s.dump, append(args, "--", obj.Database)...).Run(ctx, nil, tail); err != nil {
 			return d.explain(err)
 		}

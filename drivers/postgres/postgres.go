@@ -43,6 +43,26 @@ type Driver struct {
 	password  string   // from the DSN; given to the tools as PGPASSWORD
 	adminDB   string   // the DSN's database, used for server-wide work
 	databases []string // to back up; nil means all
+	dumpArgs  []string // extra pg_dump flags
+}
+
+// dumpFlags are the pg_dump flags --dump-args accepts: what to include and
+// how. Flags that write files (--file), change the format, the connection or
+// the identity (--host, --role, ...) or read files (--filter) are not here.
+var dumpFlags = []drivers.Flag{
+	{Long: "schema", Short: 'n', Value: true}, {Long: "exclude-schema", Short: 'N', Value: true},
+	{Long: "table", Short: 't', Value: true}, {Long: "exclude-table", Short: 'T', Value: true},
+	{Long: "exclude-table-data", Value: true}, {Long: "exclude-table-and-children", Value: true},
+	{Long: "exclude-table-data-and-children", Value: true}, {Long: "extension", Short: 'e', Value: true},
+	{Long: "exclude-extension", Value: true}, {Long: "data-only", Short: 'a'}, {Long: "schema-only", Short: 's'},
+	{Long: "no-owner", Short: 'O'}, {Long: "no-privileges", Short: 'x'}, {Long: "no-acl"}, {Long: "no-comments"},
+	{Long: "no-publications"}, {Long: "no-subscriptions"}, {Long: "no-security-labels"}, {Long: "no-tablespaces"},
+	{Long: "no-toast-compression"}, {Long: "no-unlogged-table-data"}, {Long: "no-table-access-method"},
+	{Long: "blobs", Short: 'b'}, {Long: "no-blobs", Short: 'B'}, {Long: "large-objects"}, {Long: "no-large-objects"},
+	{Long: "lock-wait-timeout", Value: true}, {Long: "extra-float-digits", Value: true}, {Long: "enable-row-security"},
+	{Long: "quote-all-identifiers"}, {Long: "serializable-deferrable"}, {Long: "load-via-partition-root"},
+	{Long: "section", Value: true}, {Long: "strict-names"}, {Long: "disable-triggers"}, {Long: "encoding", Short: 'E', Value: true},
+	{Long: "use-set-session-authorization"}, {Long: "verbose", Short: 'v'},
 }
 
 // New checks the DSN: postgres://user[:password]@host[:port]/[db][?host=/socket/dir&sslmode=...].
@@ -51,7 +71,10 @@ func New(cfg drivers.Config) (*Driver, error) {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return nil, fmt.Errorf("postgres: the DSN must be a URL such as postgres://user@host:5432/db or postgres://user@/db?host=/var/run/postgresql")
 	}
-	d := &Driver{dsn: cfg.DSN, databases: cfg.Databases}
+	if err := drivers.CheckArgs("pg_dump", cfg.DumpArgs, dumpFlags); err != nil {
+		return nil, err
+	}
+	d := &Driver{dsn: cfg.DSN, databases: cfg.Databases, dumpArgs: cfg.DumpArgs}
 	if u.User != nil {
 		d.password, _ = u.User.Password()
 		u.User = url.User(u.User.Username())
@@ -247,7 +270,8 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 		}
 		return d.tool("pg_dumpall", args...).Run(ctx, nil, w)
 	case drivers.KindDatabase:
-		return d.tool("pg_dump", "--format=custom", "--compress=0", "--no-password", "--dbname="+d.dbURL(obj.Database)).Run(ctx, nil, w)
+		args := append(slices.Clone(d.dumpArgs), "--format=custom", "--compress=0", "--no-password", "--dbname="+d.dbURL(obj.Database))
+		return d.tool("pg_dump", args...).Run(ctx, nil, w)
 	}
 	return fmt.Errorf("postgres: unknown object kind %q", obj.Kind)
 }

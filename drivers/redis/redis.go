@@ -57,6 +57,9 @@ func New(cfg drivers.Config) (*Driver, error) {
 	if len(cfg.Databases) > 0 {
 		return nil, fmt.Errorf("redis: a backup holds the whole keyspace; --databases does not apply")
 	}
+	if err := drivers.CheckArgs("redis", cfg.DumpArgs, nil); err != nil {
+		return nil, err
+	}
 	opts, err := goredis.ParseURL(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("redis: the DSN must be a URL such as redis://:password@127.0.0.1:6379 or unix:///run/redis/redis.sock")
