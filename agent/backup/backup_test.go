@@ -8,10 +8,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"remora.dev/remora/agent/retention"
 	"remora.dev/remora/agent/storage"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/testenv"
@@ -94,10 +97,11 @@ func TestRunAndVerify(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			src := &source{sizes: map[string]int{"small": 1000, "big": 12<<20 + 7}}
-			m, err := Run(ctx, Options{Scope: scope, Driver: src, Storage: st})
+			res, err := Run(ctx, Options{Scope: scope, Driver: src, Destinations: []Destination{{Storage: st}}})
 			if err != nil {
 				t.Fatal(err)
 			}
+			m := res.Manifest
 			if len(m.Objects) != 2 || m.Objects[1].RawSize != 12<<20+7 || m.Databases[0] != "small" {
 				t.Fatalf("manifest: %+v", m)
 			}
@@ -124,7 +128,7 @@ func TestFailedDumpLeavesNothing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			for _, failAt := range []int{1, 3 << 20, 11 << 20} {
 				src := &source{sizes: map[string]int{"small": 1000, "big": 20 << 20}, failAt: failAt}
-				_, err := Run(context.Background(), Options{Scope: scope, Driver: src, Storage: st})
+				_, err := Run(context.Background(), Options{Scope: scope, Driver: src, Destinations: []Destination{{Storage: st}}})
 				if !errors.Is(err, errDumpBroke) {
 					t.Fatalf("fail at %d: err = %v, want the dump's error", failAt, err)
 				}
@@ -142,7 +146,7 @@ func TestCanceledRunLeavesNothing(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
 			src := &source{sizes: map[string]int{"big": 1 << 30}}
-			if _, err := Run(ctx, Options{Scope: scope, Driver: src, Storage: st}); err == nil {
+			if _, err := Run(ctx, Options{Scope: scope, Driver: src, Destinations: []Destination{{Storage: st}}}); err == nil {
 				t.Fatal("a canceled backup succeeded")
 			}
 			if keys := allKeys(t, st); len(keys) != 0 {
@@ -253,5 +257,82 @@ func TestScopeValidate(t *testing.T) {
 	}
 	if err := (Scope{"shop", "db-0", "postgres"}).Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// smallVolume mounts a tmpfs of the given size, as a full disk would be.
+func smallVolume(t *testing.T, size string) string {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount tmpfs (the tests run as root in CI): %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs (not root?): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	return dir
+}
+
+// TestOneDestinationFails: a full disk fails that destination only; the
+// other keeps its copy, and the full one is left clean.
+func TestOneDestinationFails(t *testing.T) {
+	sts := storages(t)
+	full := storage.NewFile(smallVolume(t, "4m"))
+	src := &source{sizes: map[string]int{"small": 1000, "big": 12 << 20}}
+	res, err := Run(context.Background(), Options{Scope: scope, Driver: src,
+		Destinations: []Destination{{Storage: full}, {Storage: sts["s3"]}}})
+	if !errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("err = %v, want a partial failure naming the full disk", err)
+	}
+	if res == nil || len(res.Stored) != 1 || res.Stored[0] != sts["s3"] || len(res.Failed) != 1 {
+		t.Fatalf("result: %+v", res)
+	}
+	if keys := allKeys(t, full); len(keys) != 0 {
+		t.Fatalf("the full destination holds %v", keys)
+	}
+	entries, err := List(context.Background(), sts["s3"], scope)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("s3 holds %d backups (%v)", len(entries), err)
+	}
+	if err := Verify(context.Background(), sts["s3"], entries[0].Manifest, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	// Every destination failing fails the run, with their reasons.
+	full2 := storage.NewFile(smallVolume(t, "4m"))
+	if _, err := Run(context.Background(), Options{Scope: scope, Driver: src, Destinations: []Destination{{Storage: full2}}}); err == nil ||
+		errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("all destinations full: err = %v", err)
+	}
+}
+
+// TestRetentionPerDestination: each destination prunes by its own policy,
+// and only after a successful backup.
+func TestRetentionPerDestination(t *testing.T) {
+	a, b := storage.NewFile(t.TempDir()), storage.NewFile(t.TempDir())
+	one := retention.Policy{Last: 1}
+	src := &source{sizes: map[string]int{"small": 100}}
+	clock := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < 3; i++ {
+		clock = clock.Add(time.Hour)
+		_, err := Run(context.Background(), Options{Scope: scope, Driver: src, Now: func() time.Time { return clock },
+			Destinations: []Destination{{Storage: a, Retention: &one}, {Storage: b}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ea, _ := List(context.Background(), a, scope)
+	eb, _ := List(context.Background(), b, scope)
+	if len(ea) != 1 || len(eb) != 3 || ea[0].Manifest.ID != eb[2].Manifest.ID {
+		t.Fatalf("a keeps %d, b keeps %d", len(ea), len(eb))
+	}
+	// A failed run deletes nothing.
+	clock = clock.Add(time.Hour)
+	bad := &source{sizes: map[string]int{"big": 1 << 20}, failAt: 1000}
+	if _, err := Run(context.Background(), Options{Scope: scope, Driver: bad, Now: func() time.Time { return clock },
+		Destinations: []Destination{{Storage: b, Retention: &one}}}); err == nil {
+		t.Fatal("want failure")
+	}
+	if eb, _ := List(context.Background(), b, scope); len(eb) != 3 {
+		t.Fatalf("a failed run changed the kept set: %d", len(eb))
 	}
 }

@@ -16,33 +16,70 @@ import (
 
 	"filippo.io/age"
 
+	"remora.dev/remora/agent/retention"
 	"remora.dev/remora/agent/storage"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/version"
 )
 
+// Destination is one place a backup goes, with its own retention.
+type Destination struct {
+	Storage   storage.Storage
+	Retention *retention.Policy // applied after a successful backup; nil keeps everything
+}
+
 // Options say what to back up and where.
 type Options struct {
-	Scope       Scope // Driver must be set
-	Driver      drivers.Driver
-	Storage     storage.Storage
-	Compression string      // "zstd" (default), "gzip" or "none"
-	Recipients  *Recipients // encrypt to these age keys; nil: no encryption
-	Logger      *slog.Logger
+	Scope        Scope // Driver must be set
+	Driver       drivers.Driver
+	Destinations []Destination
+	Compression  string      // "zstd" (default), "gzip" or "none"
+	Recipients   *Recipients // encrypt to these age keys; nil: no encryption
+	Logger       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// Run takes one backup: it checks the storage, asks the driver for its plan,
-// streams every object to storage and writes the manifest last. On any
-// failure it removes what it wrote and returns the error; nothing it leaves
-// behind is ever taken for a backup.
-func Run(ctx context.Context, o Options) (*Manifest, error) {
+// Result is what a run achieved.
+type Result struct {
+	Manifest *Manifest
+	Stored   []storage.Storage   // where the backup is complete
+	Failed   []DestinationError  // where it is not, and why
+	Pruned   map[string][]string // storage -> IDs deleted by retention
+}
+
+// DestinationError is why one destination did not get the backup.
+type DestinationError struct {
+	Storage storage.Storage
+	Err     error
+}
+
+// ErrPartial is wrapped by the error of a run that stored the backup in some
+// destinations but not all.
+var ErrPartial = errors.New("the backup is missing from some destinations")
+
+// dest is a destination during a run.
+type dest struct {
+	Destination
+	err     error    // set once it failed
+	written []string // keys written, removed if it fails
+}
+
+// Run takes one backup: it checks every destination, asks the driver for its
+// plan, streams every object once to all destinations at the same time, and
+// writes the manifest last in each. A destination that fails is dropped and
+// cleaned up while the others go on; a failing dump fails them all. Nothing
+// left behind by a failure is ever taken for a backup. After success,
+// each destination's retention runs.
+func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Scope.Driver == "" {
 		return nil, errors.New("backup: no driver given")
 	}
 	if err := o.Scope.Validate(); err != nil {
 		return nil, err
+	}
+	if len(o.Destinations) == 0 {
+		return nil, errors.New("backup: no destination given")
 	}
 	if o.Compression == "" {
 		o.Compression = "zstd"
@@ -59,7 +96,12 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 	if now == nil {
 		now = time.Now
 	}
-	if err := o.Storage.Check(ctx); err != nil {
+	dests := make([]*dest, len(o.Destinations))
+	for i, d := range o.Destinations {
+		dests[i] = &dest{Destination: d}
+		dests[i].err = d.Storage.Check(ctx)
+	}
+	if err := allFailed(dests); err != nil {
 		return nil, err
 	}
 	plan, err := o.Driver.Plan(ctx)
@@ -84,7 +126,10 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		ext += ageExt
 	}
 	dir := m.dir()
-	if err := mustBeUnused(ctx, o.Storage, dir); err != nil {
+	for _, d := range live(dests) {
+		d.err = mustBeUnused(ctx, d.Storage, dir)
+	}
+	if err := allFailed(dests); err != nil {
 		return nil, err
 	}
 	var warnMu sync.Mutex
@@ -100,27 +145,21 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		}
 	})
 
-	var written []string
-	fail := func(err error) (*Manifest, error) {
-		// The manifest was not written, so these objects are not a backup;
-		// remove them now rather than leave them for later cleanup.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		for _, k := range written {
-			if derr := o.Storage.Delete(cctx, k); derr != nil {
-				log.Warn("could not remove an object of the failed backup", "key", k, "error", derr)
-			}
+	fail := func(err error) (*Result, error) {
+		for _, d := range dests {
+			cleanup(ctx, d, log)
 		}
 		return nil, err
 	}
 
 	for _, obj := range plan.Objects {
 		rec := ObjectRecord{Object: obj, Key: obj.Name + ext}
-		key := dir + rec.Key
 		log.Info("dumping", "object", rec.Key, "database", obj.Database)
 		t0 := time.Now()
-		written = append(written, key)
-		if err := putObject(ctx, o.Driver, o.Storage, cod, o.Recipients, key, &rec); err != nil {
+		if err := putObject(ctx, o.Driver, live(dests), cod, o.Recipients, dir+rec.Key, &rec, log); err != nil {
+			return fail(fmt.Errorf("backup %s: %s: %w", m.ID, rec.Key, err))
+		}
+		if err := allFailed(dests); err != nil {
 			return fail(fmt.Errorf("backup %s: %s: %w", m.ID, rec.Key, err))
 		}
 		log.Info("stored", "object", rec.Key, "raw_bytes", rec.RawSize, "stored_bytes", rec.Size, "seconds", time.Since(t0).Seconds())
@@ -130,28 +169,98 @@ func Run(ctx context.Context, o Options) (*Manifest, error) {
 		}
 	}
 
-	// Read-after-write: every object is there with the size that was sent.
-	for _, rec := range m.Objects {
-		st, err := o.Storage.Stat(ctx, dir+rec.Key)
-		if err != nil {
-			return fail(fmt.Errorf("backup %s: check %s: %w", m.ID, rec.Key, err))
-		}
-		if st.Size != rec.Size {
-			return fail(fmt.Errorf("backup %s: check %s: storage holds %d bytes, %d were sent", m.ID, rec.Key, st.Size, rec.Size))
-		}
-	}
-
 	m.Finished = now().UTC()
 	m.DurationSeconds = m.Finished.Sub(m.Started).Seconds()
-	b, err := json.MarshalIndent(m, "", "  ")
+	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fail(err)
 	}
-	written = append(written, dir+ManifestName)
-	if _, err := o.Storage.Put(ctx, dir+ManifestName, bytes.NewReader(b)); err != nil {
-		return fail(fmt.Errorf("backup %s: write manifest: %w", m.ID, err))
+	res := &Result{Manifest: m, Pruned: map[string][]string{}}
+	for _, d := range live(dests) {
+		if d.err = commit(ctx, d, dir, m, manifest); d.err != nil {
+			cleanup(ctx, d, log)
+		}
 	}
-	return m, nil
+	for _, d := range dests {
+		if d.err != nil {
+			cleanup(ctx, d, log)
+			res.Failed = append(res.Failed, DestinationError{Storage: d.Storage, Err: d.err})
+			continue
+		}
+		res.Stored = append(res.Stored, d.Storage)
+		if d.Retention != nil {
+			deleted, err := Prune(ctx, d.Storage, o.Scope, *d.Retention, now(), log)
+			if err != nil {
+				log.Error("retention failed", "storage", d.Storage.String(), "error", err)
+			}
+			res.Pruned[d.Storage.String()] = deleted
+		}
+	}
+	if len(res.Stored) == 0 {
+		return nil, allFailed(dests)
+	}
+	if len(res.Failed) > 0 {
+		var errs []error
+		for _, f := range res.Failed {
+			errs = append(errs, f.Err)
+		}
+		return res, fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
+	}
+	return res, nil
+}
+
+// commit checks that every object is there with the size that was sent
+// (read-after-write), then writes the manifest: from then on it is a backup.
+func commit(ctx context.Context, d *dest, dir string, m *Manifest, manifest []byte) error {
+	for _, rec := range m.Objects {
+		st, err := d.Storage.Stat(ctx, dir+rec.Key)
+		if err != nil {
+			return fmt.Errorf("backup %s: check %s: %w", m.ID, rec.Key, err)
+		}
+		if st.Size != rec.Size {
+			return fmt.Errorf("backup %s: check %s in %s: %d bytes stored, %d sent", m.ID, rec.Key, d.Storage, st.Size, rec.Size)
+		}
+	}
+	d.written = append(d.written, dir+ManifestName)
+	if _, err := d.Storage.Put(ctx, dir+ManifestName, bytes.NewReader(manifest)); err != nil {
+		return fmt.Errorf("backup %s: write manifest: %w", m.ID, err)
+	}
+	return nil
+}
+
+// cleanup removes what a failed destination got: without its manifest it is
+// not a backup, and its objects need not wait for later cleanup.
+func cleanup(ctx context.Context, d *dest, log *slog.Logger) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	for _, k := range d.written {
+		if err := d.Storage.Delete(cctx, k); err != nil {
+			log.Warn("could not remove an object of the failed backup", "storage", d.Storage.String(), "key", k, "error", err)
+		}
+	}
+	d.written = nil
+}
+
+func live(dests []*dest) []*dest {
+	var out []*dest
+	for _, d := range dests {
+		if d.err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// allFailed is the joined error when no destination is left, else nil.
+func allFailed(dests []*dest) error {
+	var errs []error
+	for _, d := range dests {
+		if d.err == nil {
+			return nil
+		}
+		errs = append(errs, d.err)
+	}
+	return errors.Join(errs...)
 }
 
 // maxWarnings bounds the warnings a manifest keeps.
@@ -168,63 +277,126 @@ func mustBeUnused(ctx context.Context, st storage.Storage, dir string) error {
 	return err
 }
 
-// putObject streams one object: driver -> compression -> encryption ->
-// SHA-256 -> storage.
-func putObject(ctx context.Context, drv drivers.Driver, st storage.Storage, cod codec, to *Recipients, key string, rec *ObjectRecord) error {
+// putObject streams one object to every live destination at once:
+// driver -> compression -> encryption -> SHA-256 -> storage. A destination
+// whose Put fails is marked failed and dropped; the dump goes on for the
+// others. A failed dump is returned.
+func putObject(ctx context.Context, drv drivers.Driver, dests []*dest, cod codec, to *Recipients, key string, rec *ObjectRecord, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pr, pw := io.Pipe()
+	type branch struct {
+		d      *dest
+		pr     *io.PipeReader
+		pw     *io.PipeWriter
+		putErr error
+		n      int64
+	}
+	branches := make([]*branch, len(dests))
+	var wg sync.WaitGroup
+	for i, d := range dests {
+		b := &branch{d: d}
+		b.pr, b.pw = io.Pipe()
+		branches[i] = b
+		d.written = append(d.written, key)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.n, b.putErr = d.Storage.Put(ctx, key, b.pr)
+			// Unblock the fan-out if this destination stopped reading.
+			b.pr.CloseWithError(errDestinationFailed)
+		}()
+	}
+	fan := &fanOut{branches: make([]*io.PipeWriter, len(branches))}
+	for i, b := range branches {
+		fan.branches[i] = b.pw
+	}
+
 	hash := sha256.New()
 	var raw, stored counter
-	dumpDone := make(chan error, 1)
-	go func() {
-		err := func() error {
-			var sink io.Writer = io.MultiWriter(pw, hash, &stored)
-			var enc io.WriteCloser = nopWriteCloser{sink}
-			if to != nil {
-				var err error
-				if enc, err = age.Encrypt(sink, to.list...); err != nil {
-					return err
-				}
-			}
-			zw, err := cod.newWriter(enc)
-			if err != nil {
+	dumpErr := func() error {
+		var sink io.Writer = io.MultiWriter(hash, &stored, fan)
+		var enc io.WriteCloser = nopWriteCloser{sink}
+		if to != nil {
+			var err error
+			if enc, err = age.Encrypt(sink, to.list...); err != nil {
 				return err
 			}
-			if err := drv.Dump(ctx, rec.Object, io.MultiWriter(zw, &raw)); err != nil {
-				zw.Close()
-				return err
-			}
-			// Innermost first: the compressor flushes into the encryption,
-			// which writes its last chunk.
-			if err := zw.Close(); err != nil {
-				return err
-			}
-			return enc.Close()
-		}()
-		pw.CloseWithError(err) // nil: the reader sees EOF
-		dumpDone <- err
+		}
+		zw, err := cod.newWriter(enc)
+		if err != nil {
+			return err
+		}
+		if err := drv.Dump(ctx, rec.Object, io.MultiWriter(zw, &raw)); err != nil {
+			zw.Close()
+			return err
+		}
+		// Innermost first: the compressor flushes into the encryption,
+		// which writes its last chunk.
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		return enc.Close()
 	}()
-	n, putErr := st.Put(ctx, key, pr)
-	if putErr != nil {
-		// Stop the dump: its writes now fail and its context ends.
-		pr.CloseWithError(putErr)
-		cancel()
+	for _, b := range branches {
+		b.pw.CloseWithError(dumpErr) // nil: the reader sees EOF
 	}
-	dumpErr := <-dumpDone
-	switch {
-	case dumpErr != nil && (putErr == nil || errors.Is(putErr, dumpErr)):
-		return dumpErr // the dump failed first; storage saw its error
-	case putErr != nil:
-		return putErr // storage failed first; the dump was stopped
+	wg.Wait()
+	if dumpErr != nil {
+		// The dump failed, or every destination did (then their errors say why).
+		for _, b := range branches {
+			if b.putErr != nil && !errors.Is(b.putErr, dumpErr) {
+				b.d.err = b.putErr
+			}
+		}
+		if err := allFailed(dests); err != nil {
+			return err
+		}
+		return dumpErr
 	}
-	if n != stored.n {
-		return fmt.Errorf("storage took %d bytes of %d", n, stored.n)
+	for _, b := range branches {
+		switch {
+		case b.putErr != nil:
+			b.d.err = b.putErr
+		case b.n != stored.n:
+			b.d.err = fmt.Errorf("storage %s took %d bytes of %d", b.d.Storage, b.n, stored.n)
+		default:
+			continue
+		}
+		log.Error("a destination failed; the others go on", "storage", b.d.Storage.String(), "error", b.d.err)
 	}
 	rec.Size = stored.n
 	rec.RawSize = raw.n
 	rec.SHA256 = hex.EncodeToString(hash.Sum(nil))
 	return nil
+}
+
+var (
+	errDestinationFailed     = errors.New("destination failed")
+	errAllDestinationsFailed = errors.New("every destination failed")
+)
+
+// fanOut writes to every branch still accepting data. A branch whose write
+// fails is dropped; when none is left, the dump is stopped.
+type fanOut struct {
+	branches []*io.PipeWriter // nil once dropped
+}
+
+func (f *fanOut) Write(p []byte) (int, error) {
+	alive := 0
+	for i, w := range f.branches {
+		if w == nil {
+			continue
+		}
+		if _, err := w.Write(p); err != nil {
+			f.branches[i] = nil
+			continue
+		}
+		alive++
+	}
+	if alive == 0 {
+		return 0, errAllDestinationsFailed
+	}
+	return len(p), nil
 }
 
 type counter struct{ n int64 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"remora.dev/remora/agent/backup"
 	"remora.dev/remora/drivers"
@@ -18,6 +19,7 @@ type backupCommand struct {
 	encryptTo   string
 	paths       string
 	dumpArgs    string
+	retention   string
 }
 
 func (b *backupCommand) Run(ctx context.Context, args []string) error {
@@ -26,6 +28,7 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	stringFlag(fs, &b.databases, "databases", "all", "databases to back up: all, or a comma list")
 	stringFlag(fs, &b.paths, "paths", "", "files and directories to archive: with --driver files, or extra files with any driver (comma list)")
 	stringFlag(fs, &b.dumpArgs, "dump-args", "", "extra flags for the dump tool, quoted as in a shell; only an allowlist is accepted")
+	stringFlag(fs, &b.retention, "retention", "", "after the backup, delete older ones: days=7,weeks=4,months=6 or last=N (default: keep all)")
 	stringFlag(fs, &b.compression, "compression", "zstd", "compression: zstd, gzip or none")
 	stringFlag(fs, &b.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (age1..., comma-separated; also AGE_RECIPIENTS)")
 	if err := parse(fs, args); err != nil {
@@ -39,7 +42,7 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := b.c.openStorage(ctx)
+	dests, err := b.c.destinations(ctx, b.retention)
 	if err != nil {
 		return err
 	}
@@ -64,18 +67,27 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 			return usageError{err.Error()}
 		}
 	}
-	m, err := backup.Run(ctx, backup.Options{
-		Scope: b.c.scope(), Driver: drv, Storage: st, Compression: b.compression, Recipients: recipients, Logger: log,
+	res, err := backup.Run(ctx, backup.Options{
+		Scope: b.c.scope(), Driver: drv, Destinations: dests, Compression: b.compression, Recipients: recipients, Logger: log,
 	})
-	if err != nil {
+	if res == nil {
 		return err
 	}
+	m := res.Manifest
 	var raw int64
 	for _, o := range m.Objects {
 		raw += o.RawSize
 	}
 	fmt.Fprintf(b.env.stdout, "backup %s complete: %d databases, %s dumped, %s stored in %.1fs\n",
 		m.ID, len(m.Databases), humanBytes(raw), humanBytes(m.Size()), m.DurationSeconds)
-	fmt.Fprintf(b.env.stdout, "stored in %s under %s\n", st, b.c.scope().Dir(m.Driver, m.ID))
-	return nil
+	for _, st := range res.Stored {
+		fmt.Fprintf(b.env.stdout, "stored in %s under %s\n", st, b.c.scope().Dir(m.Driver, m.ID))
+		if ids := res.Pruned[st.String()]; len(ids) > 0 {
+			fmt.Fprintf(b.env.stdout, "  retention deleted %d older backups: %s\n", len(ids), strings.Join(ids, ", "))
+		}
+	}
+	for _, f := range res.Failed {
+		fmt.Fprintf(b.env.stdout, "FAILED in %s: %v\n", f.Storage, oneLine(f.Err.Error()))
+	}
+	return err
 }

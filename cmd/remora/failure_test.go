@@ -288,3 +288,31 @@ func TestSocketDSN(t *testing.T) {
 		t.Fatalf("list: %+v", items)
 	}
 }
+
+// TestSeveralDestinations: --storage repeated, each with its own retention
+// after '#'; list reads the first unless told otherwise.
+func TestSeveralDestinations(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	s3 := testenv.StartS3(t)
+	s3.MakeBucket(t, "offsite")
+	local := t.TempDir()
+	env := append(s3.Env(), "REMORA_DRIVER=postgres", "REMORA_DSN="+pg.DSN("postgres"), "REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0",
+		"REMORA_STORAGE=file://"+local+"#last=2 "+s3.URL("offsite", "copy"))
+	for i := 0; i < 3; i++ {
+		r := mustRemora(t, env, "backup")
+		if strings.Count(r.stdout, "\nstored in ") != 2 {
+			t.Fatalf("backup output: %s", r)
+		}
+		time.Sleep(1100 * time.Millisecond)
+	}
+	if n := len(listJSON(t, env)); n != 2 {
+		t.Errorf("the local copy keeps %d backups, want 2 (last=2)", n)
+	}
+	if n := len(listJSON(t, append(env, "REMORA_STORAGE="+s3.URL("offsite", "copy")))); n != 3 {
+		t.Errorf("the off-site copy keeps %d backups, want 3 (no retention)", n)
+	}
+	r := remora(t, append(env, "REMORA_STORAGE=file:///nonexistent/remora "+s3.URL("offsite", "copy")), "backup")
+	if r.code != 1 || !strings.Contains(r.stdout, "FAILED in file:///nonexistent/remora") || !strings.Contains(r.stdout, "stored in s3://offsite/copy") {
+		t.Fatalf("one destination missing: %s", r)
+	}
+}

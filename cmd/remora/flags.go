@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/agent/retention"
 	"remora.dev/remora/agent/storage"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/redact"
@@ -105,9 +106,26 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// listFlag is a flag that may be repeated; its default comes from an
+// environment variable whose values are separated by white space.
+type listFlag struct {
+	values []string
+	set    bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.values, " ") }
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		l.values, l.set = nil, true
+	}
+	l.values = append(l.values, v)
+	return nil
+}
+
 // common are the flags every storage-using command takes.
 type common struct {
-	storage   string
+	storage   listFlag
 	driver    string
 	dsn       string
 	namespace string
@@ -118,7 +136,8 @@ type common struct {
 
 func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
 	host, _ := os.Hostname()
-	stringFlag(fs, &c.storage, "storage", "", "where backups are kept: file:///path or s3://bucket/prefix?endpoint=host:port&region=R")
+	c.storage.values = strings.Fields(os.Getenv(envName("storage")))
+	fs.Var(&c.storage, "storage", "where backups are kept: file:///path or s3://bucket/prefix?endpoint=host:port&region=R; repeat (or separate with spaces) for several, each with its own retention after a '#'")
 	stringFlag(fs, &c.driver, "driver", "", "database kind: "+strings.Join(drivers.Names(), ", "))
 	if withDSN {
 		stringFlag(fs, &c.dsn, "dsn", "", "database URL, e.g. postgres://user@host:5432/postgres (password: PGPASSWORD or the URL)")
@@ -159,12 +178,52 @@ func (c *common) scope() backup.Scope {
 	return backup.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver}
 }
 
-func (c *common) openStorage(ctx context.Context) (storage.Storage, error) {
-	st, err := storage.Open(ctx, c.storage)
+// openStorage opens the storage that list, verify and restore read: the
+// first one given.
+func (c *common) openStorage(ctx context.Context, e *environment) (storage.Storage, error) {
+	if len(c.storage.values) == 0 {
+		_, err := storage.Open(ctx, "")
+		return nil, usageError{err.Error()}
+	}
+	raw, _, _ := strings.Cut(c.storage.values[0], "#")
+	st, err := storage.Open(ctx, raw)
 	if err != nil {
 		return nil, usageError{err.Error()}
 	}
+	if len(c.storage.values) > 1 {
+		fmt.Fprintf(e.stderr, "reading %s, the first of %d storages (--storage picks one)\n", st, len(c.storage.values))
+	}
 	return st, nil
+}
+
+// destinations opens every storage a backup goes to, each with its
+// retention: its own after a '#' (file:///backups#days=6), else def.
+func (c *common) destinations(ctx context.Context, def string) ([]backup.Destination, error) {
+	if len(c.storage.values) == 0 {
+		_, err := storage.Open(ctx, "")
+		return nil, usageError{err.Error()}
+	}
+	var out []backup.Destination
+	for _, v := range c.storage.values {
+		raw, spec, hasOwn := strings.Cut(v, "#")
+		if !hasOwn {
+			spec = def
+		}
+		st, err := storage.Open(ctx, raw)
+		if err != nil {
+			return nil, usageError{err.Error()}
+		}
+		d := backup.Destination{Storage: st}
+		if spec != "" && spec != "none" {
+			p, err := retention.Parse(spec)
+			if err != nil {
+				return nil, usageError{fmt.Sprintf("storage %s: %v", st, err)}
+			}
+			d.Retention = &p
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // list finds the backups of the scope, checking the storage first so that a

@@ -41,7 +41,7 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 		return usageError{fmt.Sprintf("list takes no arguments, got %q", fs.Args())}
 	}
 	l.c.registerSecrets()
-	st, err := l.c.openStorage(ctx)
+	st, err := l.c.openStorage(ctx, l.env)
 	if err != nil {
 		return err
 	}

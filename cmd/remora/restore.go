@@ -64,7 +64,7 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	st, err := r.c.openStorage(ctx)
+	st, err := r.c.openStorage(ctx, r.env)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	st, err := v.c.openStorage(ctx)
+	st, err := v.c.openStorage(ctx, v.env)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,76 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"remora.dev/remora/agent/retention"
+	"remora.dev/remora/agent/storage"
+)
+
+// Prune deletes the backups of a scope that the policy does not keep at now.
+// Only complete backups count and can be deleted; the newest is always kept.
+// A backup is deleted manifest first, so that an interrupted delete leaves
+// objects that are no longer a backup rather than a backup with missing
+// objects. It returns the IDs it deleted.
+func Prune(ctx context.Context, st storage.Storage, scope Scope, p retention.Policy, now time.Time, log *slog.Logger) ([]string, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	entries, err := List(ctx, st, scope)
+	if err != nil {
+		return nil, err
+	}
+	var good []Entry
+	var times []time.Time
+	for _, e := range entries {
+		if e.Problem != "" {
+			log.Warn("a damaged backup is left for inspection", "id", e.Manifest.ID, "problem", e.Problem)
+			continue
+		}
+		good = append(good, e)
+		times = append(times, e.Manifest.Started)
+	}
+	var deleted []string
+	var errs []error
+	for i, keep := range p.Keep(times, now) {
+		if keep {
+			continue
+		}
+		m := good[i].Manifest
+		if err := deleteBackup(ctx, st, m); err != nil {
+			errs = append(errs, fmt.Errorf("delete backup %s: %w", m.ID, err))
+			continue
+		}
+		log.Info("deleted by retention", "id", m.ID, "policy", p.String(), "storage", st.String())
+		deleted = append(deleted, m.ID)
+	}
+	return deleted, errors.Join(errs...)
+}
+
+func deleteBackup(ctx context.Context, st storage.Storage, m *Manifest) error {
+	dir := m.dir()
+	if err := st.Delete(ctx, dir+ManifestName); err != nil {
+		return err
+	}
+	var keys []string
+	if err := st.List(ctx, dir, func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if strings.HasSuffix(k, "/"+VerifiedName) {
+			continue
+		}
+		if err := st.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	return st.Delete(ctx, dir+VerifiedName)
+}
