@@ -47,6 +47,14 @@ type RestoreOptions struct {
 	Warn func(msg string)
 }
 
+// Target is the database (or directory) obj is restored into.
+func (o RestoreOptions) Target(obj Object) string {
+	if o.Into != "" {
+		return o.Into
+	}
+	return obj.Database
+}
+
 // Warnf reports a warning through o.Warn, if set.
 func (o RestoreOptions) Warnf(format string, a ...any) {
 	if o.Warn != nil {

@@ -370,13 +370,6 @@ func sqlString(s string) string {
 
 func sqlIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
-func target(obj drivers.Object, opts drivers.RestoreOptions) string {
-	if opts.Into != "" {
-		return opts.Into
-	}
-	return obj.Database
-}
-
 func (d *Driver) exists(ctx context.Context, s *server, db string) (bool, error) {
 	rows, err := d.query(ctx, s.client, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = "+sqlString(db))
 	if err != nil {
@@ -397,7 +390,7 @@ func (d *Driver) CheckRestore(ctx context.Context, objs []drivers.Object, opts d
 				return fmt.Errorf("mysql: restoring users and grants changes the server: add --yes")
 			}
 		case drivers.KindDatabase:
-			name := target(obj, opts)
+			name := opts.Target(obj)
 			ok, err := d.exists(ctx, s, name)
 			if err != nil {
 				return err
@@ -442,7 +435,7 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 		}
 		return nil
 	}
-	name := target(obj, opts)
+	name := opts.Target(obj)
 	exists, err := d.exists(ctx, s, name)
 	if err != nil {
 		return err

@@ -285,13 +285,6 @@ func databaseExists(ctx context.Context, conn *pgx.Conn, name string) (bool, err
 	return ok, err
 }
 
-func target(obj drivers.Object, opts drivers.RestoreOptions) string {
-	if opts.Into != "" {
-		return opts.Into
-	}
-	return obj.Database
-}
-
 func (d *Driver) CheckRestore(ctx context.Context, objs []drivers.Object, opts drivers.RestoreOptions) error {
 	conn, err := d.connect(ctx, d.adminDB)
 	if err != nil {
@@ -310,7 +303,7 @@ func (d *Driver) CheckRestore(ctx context.Context, objs []drivers.Object, opts d
 				return fmt.Errorf("postgres: restoring roles and tablespaces changes the server: add --yes")
 			}
 		case drivers.KindDatabase:
-			name := target(obj, opts)
+			name := opts.Target(obj)
 			ok, err := databaseExists(ctx, conn, name)
 			if err != nil {
 				return fmt.Errorf("postgres: %w", err)
@@ -338,7 +331,7 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 // again if the load fails; an existing one is cleaned and loaded in a single
 // transaction, so a failure changes nothing.
 func (d *Driver) restoreDatabase(ctx context.Context, obj drivers.Object, r io.Reader, opts drivers.RestoreOptions) error {
-	name := target(obj, opts)
+	name := opts.Target(obj)
 	conn, err := d.connect(ctx, d.adminDB)
 	if err != nil {
 		return err
