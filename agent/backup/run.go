@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -36,8 +37,44 @@ type Options struct {
 	Compression  string      // "zstd" (default), "gzip" or "none"
 	Recipients   *Recipients // encrypt to these age keys; nil: no encryption
 	Logger       *slog.Logger
+	// Progress, if set, follows the run: the object being dumped and the
+	// bytes read from the dump tool and written to storage.
+	Progress *Progress
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Progress follows a running backup; it is safe to read while it runs.
+type Progress struct {
+	mu       sync.Mutex
+	object   string
+	database string
+	raw      atomic.Int64
+	stored   atomic.Int64
+}
+
+// ProgressSnapshot is Progress at one moment.
+type ProgressSnapshot struct {
+	Object      string `json:"object"`
+	Database    string `json:"database,omitempty"`
+	BytesRead   int64  `json:"bytes_read"`
+	BytesStored int64  `json:"bytes_stored"`
+}
+
+// Snapshot reads the progress.
+func (p *Progress) Snapshot() ProgressSnapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return ProgressSnapshot{Object: p.object, Database: p.database, BytesRead: p.raw.Load(), BytesStored: p.stored.Load()}
+}
+
+func (p *Progress) setObject(obj, db string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.object, p.database = obj, db
 }
 
 // Result is what a run achieved.
@@ -155,8 +192,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, obj := range plan.Objects {
 		rec := ObjectRecord{Object: obj, Key: obj.Name + ext}
 		log.Info("dumping", "object", rec.Key, "database", obj.Database)
+		o.Progress.setObject(rec.Key, obj.Database)
 		t0 := time.Now()
-		if err := putObject(ctx, o.Driver, live(dests), cod, o.Recipients, dir+rec.Key, &rec, log); err != nil {
+		if err := putObject(ctx, o.Driver, live(dests), cod, o.Recipients, dir+rec.Key, &rec, o.Progress, log); err != nil {
 			return fail(fmt.Errorf("backup %s: %s: %w", m.ID, rec.Key, err))
 		}
 		if err := allFailed(dests); err != nil {
@@ -281,7 +319,7 @@ func mustBeUnused(ctx context.Context, st storage.Storage, dir string) error {
 // driver -> compression -> encryption -> SHA-256 -> storage. A destination
 // whose Put fails is marked failed and dropped; the dump goes on for the
 // others. A failed dump is returned.
-func putObject(ctx context.Context, drv drivers.Driver, dests []*dest, cod codec, to *Recipients, key string, rec *ObjectRecord, log *slog.Logger) error {
+func putObject(ctx context.Context, drv drivers.Driver, dests []*dest, cod codec, to *Recipients, key string, rec *ObjectRecord, prog *Progress, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type branch struct {
@@ -313,6 +351,9 @@ func putObject(ctx context.Context, drv drivers.Driver, dests []*dest, cod codec
 
 	hash := sha256.New()
 	var raw, stored counter
+	if prog != nil {
+		raw.total, stored.total = &prog.raw, &prog.stored
+	}
 	dumpErr := func() error {
 		var sink io.Writer = io.MultiWriter(hash, &stored, fan)
 		var enc io.WriteCloser = nopWriteCloser{sink}
@@ -399,10 +440,17 @@ func (f *fanOut) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-type counter struct{ n int64 }
+// counter counts bytes, and adds them to total if set.
+type counter struct {
+	n     int64
+	total *atomic.Int64
+}
 
 func (c *counter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
+	if c.total != nil {
+		c.total.Add(int64(len(p)))
+	}
 	return len(p), nil
 }
 

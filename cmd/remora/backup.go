@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
+	"remora.dev/remora/agent"
 	"remora.dev/remora/agent/backup"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/drivers/files"
@@ -20,6 +23,8 @@ type backupCommand struct {
 	paths       string
 	dumpArgs    string
 	retention   string
+	socket      string
+	wait        bool
 }
 
 func (b *backupCommand) Run(ctx context.Context, args []string) error {
@@ -31,11 +36,19 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	stringFlag(fs, &b.retention, "retention", "", "after the backup, delete older ones: days=7,weeks=4,months=6 or last=N (default: keep all)")
 	stringFlag(fs, &b.compression, "compression", "zstd", "compression: zstd, gzip or none")
 	stringFlag(fs, &b.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (age1..., comma-separated; also AGE_RECIPIENTS)")
+	stringFlag(fs, &b.socket, "socket", defaultSocket, "the agent's control socket: when an agent answers there, it takes the backup")
+	choiceBool(fs, &b.wait, "wait", "through the agent: show progress and wait for the result")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("backup takes no arguments, got %q", fs.Args())}
+	}
+	if c, err := agent.Dial(b.socket); err == nil {
+		if err := b.viaAgent(ctx, c); !errors.Is(err, agent.ErrNoAgent) {
+			return err
+		}
+		fmt.Fprintf(b.env.stderr, "no agent answers on %s: taking the backup here\n", b.socket)
 	}
 	b.c.registerSecrets()
 	log, err := b.c.logger(b.env)
@@ -90,4 +103,37 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(b.env.stdout, "FAILED in %s: %v\n", f.Storage, oneLine(f.Err.Error()))
 	}
 	return err
+}
+
+// viaAgent asks the running agent for a backup, so that two never run at
+// once, and with --wait follows it to its end.
+func (b *backupCommand) viaAgent(ctx context.Context, c *agent.Client) error {
+	n, started, since, err := c.Backup(ctx)
+	if err != nil {
+		return err
+	}
+	if started {
+		fmt.Fprintf(b.env.stderr, "backup run %d started by the agent\n", n)
+	} else {
+		fmt.Fprintf(b.env.stderr, "a backup is already running (run %d, since %s); not starting another\n", n, since.UTC().Format("15:04:05"))
+	}
+	if !b.wait {
+		return nil
+	}
+	res, err := c.Follow(ctx, n, func(ev agent.Event) {
+		if !ev.Done {
+			fmt.Fprintf(b.env.stderr, "%s  %s\n", (time.Duration(ev.Seconds) * time.Second).String(), progressLine(ev.Progress, ev.Seconds))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !res.OK {
+		return fmt.Errorf("backup run %d failed: %s", n, res.Error)
+	}
+	fmt.Fprintf(b.env.stdout, "backup %s complete: %s stored in %.1fs\n", res.ID, humanBytes(res.Size), res.Seconds)
+	for _, s := range res.StoredIn {
+		fmt.Fprintf(b.env.stdout, "stored in %s\n", s)
+	}
+	return nil
 }

@@ -29,10 +29,12 @@ const (
 	exitCorrupt = 3 // stored data does not match its manifest
 )
 
-const usage = `remora backs up PostgreSQL databases to S3-compatible storage or a local volume.
+const usage = `remora backs up PostgreSQL, MySQL/MariaDB, Redis and files to S3-compatible storage or a local volume.
 
 Usage:
-  remora backup   [flags]             take a backup now
+  remora agent    [flags]             the sidecar: backs up on the pod's schedule
+  remora status                       what the agent is doing
+  remora backup   [--wait] [flags]    take a backup now (through the agent, if one runs here)
   remora list     [--json]            list backups
   remora verify   [ID|--all]          download backups and check every checksum
   remora restore  ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes]
@@ -85,6 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd = &verifyCommand{env: env}
 	case "restore":
 		cmd = &restoreCommand{env: env}
+	case "agent":
+		cmd = &agentCommand{env: env}
+	case "status":
+		cmd = &statusCommand{env: env}
 	case "version":
 		cmd = &versionCommand{env: env}
 	case "help", "-h", "-help", "--help":

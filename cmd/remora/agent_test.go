@@ -1,0 +1,217 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"remora.dev/remora/agent"
+	"remora.dev/remora/internal/testenv"
+)
+
+// writeDownwardAPI writes the annotations as the kubelet does: a new
+// timestamped directory, a ..data_tmp symlink to it renamed over ..data, and
+// the file itself a symlink through ..data.
+func writeDownwardAPI(t *testing.T, dir string, ann map[string]string) {
+	t.Helper()
+	keys := make([]string, 0, len(ann))
+	for k := range ann {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%s\n", k, strconv.Quote(ann[k]))
+	}
+	ts := "..2026_11_24_" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	if err := os.Mkdir(filepath.Join(dir, ts), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ts, "annotations"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	if err := os.Symlink(ts, filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "annotations")); err != nil {
+		os.Symlink("..data/annotations", filepath.Join(dir, "annotations"))
+	}
+	if old != "" {
+		os.RemoveAll(filepath.Join(dir, old))
+	}
+}
+
+func statusJSON(t *testing.T, env []string) agent.Status {
+	t.Helper()
+	r := mustRemora(t, env, "status", "--json")
+	var st agent.Status
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	return st
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	noCanary(t, "/metrics", string(b))
+	return string(b)
+}
+
+func metricValue(metrics, name string) string {
+	for _, line := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestAgentPod runs the agent as a sidecar would: beside a real PostgreSQL on
+// loopback, a temp directory as the shared volume, and a downward-API
+// directory the test updates as the kubelet does.
+func TestAgentPod(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	seedOdd(t, pg, "odd")
+	volume := t.TempDir()
+	podinfo := t.TempDir()
+	sockDir, _ := os.MkdirTemp("", "rsock")
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	writeDownwardAPI(t, podinfo, map[string]string{"kubernetes.io/config.seen": "2026-11-24T10:00:00Z", "remora.dev/retention": "last=5"})
+	env := []string{"REMORA_STORAGE=file://" + volume, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
+		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_ANNOTATIONS=" + filepath.Join(podinfo, "annotations"),
+		"REMORA_SOCKET=" + filepath.Join(sockDir, "agent.sock"), "REMORA_METRICS_ADDR=" + metricsAddr}
+
+	cmd := exec.Command(remoraBin, "agent")
+	cmd.Env = append(os.Environ(), env...)
+	logs := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		noCanary(t, "agent logs", logs.String())
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if r := remora(t, env, "status"); r.code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not start:\n%s", logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := statusJSON(t, env)
+	if st.Schedule != "H H * * *" || st.Retention != "last=5" || st.NextRun.IsZero() || st.ConfigError != "" {
+		t.Fatalf("initial status: %+v", st)
+	}
+
+	// A changed annotation is applied within 2 seconds.
+	writeDownwardAPI(t, podinfo, map[string]string{"remora.dev/schedule": "@every 1h", "remora.dev/retention": "last=5"})
+	changed := time.Now()
+	for {
+		st = statusJSON(t, env)
+		if st.Schedule == "@every 1h" {
+			break
+		}
+		if time.Since(changed) > 2*time.Second {
+			t.Fatalf("the new schedule was not applied within 2s: %+v\n%s", st, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if until := time.Until(st.NextRun); until < 59*time.Minute || until > 61*time.Minute {
+		t.Errorf("next run in %s, want about 1h", until)
+	}
+
+	// An invalid value keeps the last good configuration and says so.
+	writeDownwardAPI(t, podinfo, map[string]string{"remora.dev/schedule": "every day", "remora.dev/retention": "last=5"})
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		st = statusJSON(t, env)
+		if st.ConfigError != "" || time.Since(start) > 5*time.Second {
+			break
+		}
+	}
+	if !strings.Contains(st.ConfigError, `remora.dev/schedule="every day"`) || st.Schedule != "@every 1h" {
+		t.Fatalf("status after a bad annotation: %+v", st)
+	}
+	m := scrape(t, metricsAddr)
+	if metricValue(m, "remora_config_valid") != "0" || metricValue(m, "remora_config_errors_total") != "1" {
+		t.Errorf("config metrics:\n%s", m)
+	}
+
+	// remora backup --wait through the socket.
+	r := mustRemora(t, env, "backup", "--wait")
+	if !strings.Contains(r.stdout, "complete") || !strings.Contains(r.stderr, "started by the agent") {
+		t.Fatalf("backup --wait: %s", r)
+	}
+	items := listJSON(t, env)
+	if len(items) != 1 || !slices.Contains(items[0].Databases, "odd") {
+		t.Fatalf("list after backup --wait: %+v", items)
+	}
+	st = statusJSON(t, env)
+	if st.Last == nil || !st.Last.OK || st.Last.ID != items[0].ID || st.LastSuccess.IsZero() {
+		t.Fatalf("status after the backup: %+v", st.Last)
+	}
+	m = scrape(t, metricsAddr)
+	for _, name := range []string{"remora_backup_last_success_timestamp_seconds", "remora_backup_duration_seconds", "remora_backup_size_bytes",
+		"remora_backup_failures_total", "remora_backup_bytes_read_total", "remora_backup_runs_skipped_total", "remora_config_errors_total"} {
+		if metricValue(m, name) == "" {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+	if v := metricValue(m, "remora_backup_last_success_timestamp_seconds"); v == "0" {
+		t.Errorf("last success = %s", v)
+	}
+
+	// A failed run counts.
+	pg.Kill()
+	if r := remora(t, env, "backup", "--wait"); r.code == 0 || !strings.Contains(r.stderr, "failed") {
+		t.Fatalf("backup with the database down: %s", r)
+	}
+	if v := metricValue(scrape(t, metricsAddr), "remora_backup_failures_total"); v != "1" {
+		t.Errorf("failures_total = %s", v)
+	}
+
+	// SIGTERM: the agent stops and removes its socket.
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		stopped = true
+		if err != nil {
+			t.Errorf("agent exit: %v\n%s", err, logs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not stop on SIGTERM")
+	}
+	if _, err := os.Stat(filepath.Join(sockDir, "agent.sock")); err == nil {
+		t.Error("the control socket is left behind")
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"remora.dev/remora/agent"
+)
+
+type statusCommand struct {
+	env    *environment
+	socket string
+	json   bool
+}
+
+func (s *statusCommand) Run(ctx context.Context, args []string) error {
+	fs := s.env.newFlagSet("status", "status [--json] [--socket PATH]")
+	stringFlag(fs, &s.socket, "socket", defaultSocket, "the agent's control socket")
+	choiceBool(fs, &s.json, "json", "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := agent.Dial(s.socket)
+	if err != nil {
+		return fmt.Errorf("%w: is `remora agent` running in this container?", err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if s.json {
+		enc := json.NewEncoder(s.env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	w := s.env.stdout
+	now := time.Now()
+	fmt.Fprintf(w, "workload      %s/%s (%s)\n", st.Namespace, st.Workload, st.Driver)
+	sched := st.Schedule
+	if st.ScheduleExpanded != st.Schedule {
+		sched += " (" + st.ScheduleExpanded + " for this pod)"
+	}
+	fmt.Fprintf(w, "schedule      %s, UTC\n", sched)
+	fmt.Fprintf(w, "next run      %s (in %s)\n", st.NextRun.UTC().Format("2006-01-02 15:04:05"), st.NextRun.Sub(now).Round(time.Second))
+	fmt.Fprintf(w, "retention     %s\n", st.Retention)
+	fmt.Fprintf(w, "storage       %s\n", strings.Join(st.Storage, ", "))
+	if st.ConfigError != "" {
+		fmt.Fprintf(w, "CONFIG ERROR  %s (the last good configuration is in force)\n", oneLine(st.ConfigError))
+	}
+	if r := st.Running; r != nil {
+		fmt.Fprintf(w, "running       run %d (%s) for %s: %s\n", r.Run, r.Trigger, (time.Duration(r.Seconds) * time.Second).String(), progressLine(r.Progress, r.Seconds))
+	}
+	if l := st.Last; l != nil {
+		result := "succeeded"
+		if !l.OK {
+			result = "FAILED: " + oneLine(l.Error)
+		}
+		fmt.Fprintf(w, "last run      %d (%s) at %s, %s, %s\n", l.Run, l.Trigger, l.Started.UTC().Format("2006-01-02 15:04:05"),
+			(time.Duration(l.Seconds*10) * time.Second / 10).String(), result)
+		if l.ID != "" {
+			fmt.Fprintf(w, "              backup %s, %s, databases %s\n", l.ID, humanBytes(l.Size), strings.Join(l.Databases, ","))
+		}
+	}
+	if !st.LastSuccess.IsZero() {
+		fmt.Fprintf(w, "last success  %s (%s ago)\n", st.LastSuccess.UTC().Format("2006-01-02 15:04:05"), now.Sub(st.LastSuccess).Round(time.Second))
+	} else {
+		fmt.Fprintf(w, "last success  none yet\n")
+	}
+	if st.SkippedRuns > 0 {
+		fmt.Fprintf(w, "skipped runs  %d (a backup was still running)\n", st.SkippedRuns)
+	}
+	return nil
+}
+
+func progressLine(p agent.Progress, seconds float64) string {
+	rate := ""
+	if seconds > 0 {
+		rate = fmt.Sprintf(", %s/s", humanBytes(int64(float64(p.BytesRead)/seconds)))
+	}
+	return fmt.Sprintf("%s: %s read, %s stored%s", p.Object, humanBytes(p.BytesRead), humanBytes(p.BytesStored), rate)
+}
