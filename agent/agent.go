@@ -20,6 +20,7 @@ import (
 
 	"remora.dev/remora/agent/backup"
 	"remora.dev/remora/agent/config"
+	"remora.dev/remora/agent/notify"
 	"remora.dev/remora/agent/retention"
 	"remora.dev/remora/agent/storage"
 	"remora.dev/remora/drivers"
@@ -40,6 +41,8 @@ type Config struct {
 	AnnotationsFile     string
 	Socket              string
 	MetricsAddr         string // empty: no metrics server
+	Pod                 string
+	Notify              notify.Config
 	Logger              *slog.Logger
 	Clock               Clock // nil: the real clock
 }
@@ -66,6 +69,7 @@ type Agent struct {
 	ready     bool
 	destLabel []string
 	runCtx    context.Context
+	notifying sync.WaitGroup
 }
 
 // RunResult is what one run did.
@@ -208,6 +212,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("stopping: interrupting the running backup", "run", r.n)
 		<-r.done
 	}
+	a.notifying.Wait()
 	a.log.Info("agent stopped")
 	return nil
 }
@@ -305,7 +310,32 @@ func (a *Agent) execute(ctx context.Context, r *run) {
 	a.current = nil
 	a.metrics.running.Set(0)
 	a.mu.Unlock()
+	a.notify(res)
 	close(r.done)
+}
+
+// notify sends the run's outcome in the background: a slow or failing
+// notifier never delays or fails a backup.
+func (a *Agent) notify(res *RunResult) {
+	driver := a.cfg.Driver
+	if d := a.Spec().Driver; d != "" {
+		driver = d
+	}
+	ev := notify.Event{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Pod: a.cfg.Pod, Driver: driver,
+		OK: res.OK, Error: res.Error, ID: res.ID, Size: res.Size, Seconds: res.Seconds, Time: res.Finished}
+	if !a.cfg.Notify.Wants(ev) {
+		return
+	}
+	a.notifying.Add(1)
+	go func() {
+		defer a.notifying.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, err := range a.cfg.Notify.Send(ctx, ev) {
+			a.metrics.notifyErrors.Inc()
+			a.log.Error("a notification could not be sent", "error", err)
+		}
+	}()
 }
 
 // backup is one real run with the configuration in force.

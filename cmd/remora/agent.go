@@ -7,7 +7,9 @@ import (
 
 	"remora.dev/remora/agent"
 	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/agent/notify"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/redact"
 )
 
 const (
@@ -57,7 +59,13 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	notifyCfg, err := notify.FromEnv()
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	redact.Add(notifyCfg.Secrets()...)
 	ag, err := agent.New(agent.Config{
+		Pod: os.Getenv("REMORA_POD_NAME"), Notify: notifyCfg,
 		Namespace: a.c.namespace, Workload: a.c.workload, Driver: a.c.driver, DSN: a.c.dsn,
 		Storage: a.c.storage.values, Paths: drivers.ParseList(a.paths), DumpArgs: dumpArgs, Compression: a.compression,
 		Recipients: recipients, AnnotationsFile: a.annotations, Socket: a.socket, MetricsAddr: a.metricsAddr, Logger: log,

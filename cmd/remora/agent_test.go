@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -97,10 +98,17 @@ func TestAgentPod(t *testing.T) {
 	sockDir, _ := os.MkdirTemp("", "rsock")
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cert, caFile := selfSigned(t)
+	mail := startSMTP(t, cert)
+	hook := startReceiver(t)
+	smtpHost, smtpPort, _ := net.SplitHostPort(mail.addr)
 	writeDownwardAPI(t, podinfo, map[string]string{"kubernetes.io/config.seen": "2026-11-24T10:00:00Z", "remora.dev/retention": "last=5"})
 	env := []string{"REMORA_STORAGE=file://" + volume, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_ANNOTATIONS=" + filepath.Join(podinfo, "annotations"),
-		"REMORA_SOCKET=" + filepath.Join(sockDir, "agent.sock"), "REMORA_METRICS_ADDR=" + metricsAddr}
+		"REMORA_SOCKET=" + filepath.Join(sockDir, "agent.sock"), "REMORA_METRICS_ADDR=" + metricsAddr,
+		"REMORA_NOTIFY_WEBHOOK_URL=" + hook.srv.URL + "/hooks/" + testenv.Canary, "REMORA_SMTP_HOST=" + smtpHost, "REMORA_SMTP_PORT=" + smtpPort,
+		"REMORA_SMTP_USERNAME=remora", "REMORA_SMTP_PASSWORD=" + testenv.Canary, "REMORA_SMTP_FROM=remora@example.com",
+		"REMORA_SMTP_TO=ops@example.com", "REMORA_SMTP_CA_FILE=" + caFile}
 
 	cmd := exec.Command(remoraBin, "agent")
 	cmd.Env = append(os.Environ(), env...)
@@ -197,6 +205,27 @@ func TestAgentPod(t *testing.T) {
 	if v := metricValue(scrape(t, metricsAddr), "remora_backup_failures_total"); v != "1" {
 		t.Errorf("failures_total = %s", v)
 	}
+	// One e-mail (over STARTTLS, logged in) and one POST, for the failure
+	// only, and the password in none of them.
+	var mails, logins, posts []string
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		mails, logins = mail.received()
+		posts = hook.received()
+		if len(mails) > 0 && len(posts) > 0 {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	mails, logins = mail.received()
+	posts = hook.received()
+	if len(mails) != 1 || len(posts) != 1 || len(logins) != 1 || !strings.Contains(logins[0], "remora") {
+		t.Fatalf("notifications: %d mails, %d posts, logins %d", len(mails), len(posts), len(logins))
+	}
+	if !strings.Contains(mails[0], "FAILED") || !strings.Contains(posts[0], `"text":"Remora: backup of shop/db-0 (postgres) FAILED`) {
+		t.Errorf("notification contents:\n%s\n%s", mails[0], posts[0])
+	}
+	noCanary(t, "the e-mail", mails[0])
+	noCanary(t, "the webhook body", posts[0])
 
 	// SIGTERM: the agent stops and removes its socket.
 	cmd.Process.Signal(syscall.SIGTERM)
