@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters map[chan time.Time]time.Time
+}
+
+func newFakeClock(t time.Time) *fakeClock {
+	return &fakeClock{now: t, waiters: map[chan time.Time]time.Time{}}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.waiters[ch] = c.now.Add(d)
+	return ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.waiters, ch)
+	}
+}
+
+// next waits until someone waits on the clock, and returns when for.
+func (c *fakeClock) next(t *testing.T) time.Time {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		var first time.Time
+		for _, at := range c.waiters {
+			if first.IsZero() || at.Before(first) {
+				first = at
+			}
+		}
+		c.mu.Unlock()
+		if !first.IsZero() {
+			return first
+		}
+	}
+	t.Fatal("nobody waits on the clock")
+	return time.Time{}
+}
+
+// advance moves the clock to at and fires what is due.
+func (c *fakeClock) advance(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = at
+	for ch, when := range c.waiters {
+		if !when.After(at) {
+			ch <- at
+			delete(c.waiters, ch)
+		}
+	}
+}
+
+func newTestAgent(t *testing.T, clock Clock, annotations string) *Agent {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "annotations")
+	os.WriteFile(file, []byte(annotations), 0o644)
+	a, err := New(Config{Namespace: "shop", Workload: "db-0", Driver: "postgres", Storage: []string{"file://" + t.TempDir()},
+		AnnotationsFile: file, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestScheduleMonths runs four months of an hourly and a daily schedule in
+// milliseconds: every run happens at its time, once.
+func TestScheduleMonths(t *testing.T) {
+	for _, tc := range []struct {
+		annotations string
+		runs        int
+		step        time.Duration
+	}{
+		{`remora.dev/schedule="@hourly"` + "\n", 24 * 120, time.Hour},
+		{"", 120, 24 * time.Hour}, // the default, H H * * *
+	} {
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		clock := newFakeClock(start)
+		a := newTestAgent(t, clock, tc.annotations)
+		var mu sync.Mutex
+		var at []time.Time
+		a.backupFn = func(ctx context.Context, r *run) error {
+			mu.Lock()
+			at = append(at, clock.Now())
+			mu.Unlock()
+			return nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.scheduleLoop(ctx, ctx); close(done) }()
+		for i := 0; i < tc.runs; i++ {
+			when := clock.next(t)
+			clock.advance(when)
+			for a.running() != nil {
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+		clock.next(t) // the loop took the last time and waits for the next
+		for a.running() != nil {
+			time.Sleep(100 * time.Microsecond)
+		}
+		cancel()
+		<-done
+		mu.Lock()
+		if len(at) != tc.runs {
+			t.Fatalf("%q: %d runs, want %d", tc.annotations, len(at), tc.runs)
+		}
+		for i := 1; i < len(at); i++ {
+			if at[i].Sub(at[i-1]) != tc.step {
+				t.Fatalf("%q: runs %d and %d are %s apart", tc.annotations, i-1, i, at[i].Sub(at[i-1]))
+			}
+		}
+		mu.Unlock()
+	}
+}
+
+// TestOverlappingRunIsSkipped: a scheduled time that comes while a backup
+// still runs is skipped and counted; there are never two at once.
+func TestOverlappingRunIsSkipped(t *testing.T) {
+	clock := newFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a := newTestAgent(t, clock, `remora.dev/schedule="@hourly"`+"\n")
+	release := make(chan struct{})
+	var mu sync.Mutex
+	active, most, calls := 0, 0, 0
+	a.backupFn = func(ctx context.Context, r *run) error {
+		mu.Lock()
+		active++
+		calls++
+		most = max(most, active)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		active--
+		mu.Unlock()
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.scheduleLoop(ctx, ctx)
+	for i := 0; i < 3; i++ { // three hours pass while the first run hangs
+		clock.advance(clock.next(t))
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, started := a.trigger(ctx, "request"); started {
+		t.Fatal("a second backup started while one runs")
+	}
+	close(release)
+	for a.running() != nil {
+		time.Sleep(time.Millisecond)
+	}
+	st := a.Status()
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 || most != 1 || st.SkippedRuns != 2 {
+		t.Fatalf("calls %d, most at once %d, skipped %d", calls, most, st.SkippedRuns)
+	}
+}
+
+// TestReloadKeepsLastGood: a bad annotation keeps the last good schedule.
+func TestReloadKeepsLastGood(t *testing.T) {
+	a := newTestAgent(t, newFakeClock(time.Now()), `remora.dev/schedule="@hourly"`+"\n")
+	os.WriteFile(a.cfg.AnnotationsFile, []byte(`remora.dev/schedule="whenever"`+"\n"), 0o644)
+	a.reload()
+	if st := a.Status(); st.Schedule != "@hourly" || st.ConfigError == "" {
+		t.Fatalf("%+v", st)
+	}
+	os.WriteFile(a.cfg.AnnotationsFile, []byte(`remora.dev/schedule="@daily"`+"\n"), 0o644)
+	a.reload()
+	if st := a.Status(); st.Schedule != "@daily" || st.ConfigError != "" {
+		t.Fatalf("%+v", st)
+	}
+}
