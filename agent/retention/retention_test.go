@@ -76,48 +76,92 @@ func TestKeepTable(t *testing.T) {
 	}
 }
 
-// TestKeepTwoYears simulates two years of runs, hourly with random failures,
-// applying retention after each success, and checks the kept set against the
-// policy's definition every day.
+// oracle is the GFS definition written plainly with calendar arithmetic:
+// the newest backup of each of the last N days, ISO weeks and months counted
+// back from now, plus the newest of all.
+func oracle(p Policy, all []time.Time, now time.Time) map[time.Time]bool {
+	keep := map[time.Time]bool{}
+	newestIn := func(from, to time.Time) {
+		var best time.Time
+		for _, b := range all {
+			if !b.Before(from) && b.Before(to) && b.After(best) {
+				best = b
+			}
+		}
+		if !best.IsZero() {
+			keep[best] = true
+		}
+	}
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	for d := 0; d < p.Days; d++ {
+		newestIn(today.AddDate(0, 0, -d), today.AddDate(0, 0, -d+1))
+	}
+	monday := today.AddDate(0, 0, -((int(today.Weekday()) + 6) % 7))
+	for w := 0; w < p.Weeks; w++ {
+		newestIn(monday.AddDate(0, 0, -7*w), monday.AddDate(0, 0, -7*w+7))
+	}
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	for m := 0; m < p.Months; m++ {
+		newestIn(month.AddDate(0, -m, 0), month.AddDate(0, -m+1, 0))
+	}
+	newestIn(time.Time{}, now.Add(time.Nanosecond))
+	return keep
+}
+
+// TestKeepTwoYears simulates two years of daily and of hourly runs with
+// failures mixed in, pruning after each success as the agent does. After
+// every run the kept set equals the GFS definition applied to every backup
+// ever taken, and the newest good backup is kept.
 func TestKeepTwoYears(t *testing.T) {
-	p := Policy{Days: 7, Weeks: 4, Months: 6}
-	rng := rand.New(rand.NewPCG(7, 11))
-	var stored []time.Time
-	start := at("2025-01-01T00:00:00Z")
-	for h := 0; h < 2*365*24; h++ {
-		now := start.Add(time.Duration(h) * time.Hour)
-		if rng.IntN(10) == 0 {
-			continue // a failed run: nothing is deleted
-		}
-		stored = append(stored, now)
-		keep := p.Keep(stored, now)
-		var next []time.Time
-		for i, k := range keep {
-			if k {
-				next = append(next, stored[i])
+	for _, tc := range []struct {
+		name  string
+		every time.Duration
+		p     Policy
+	}{
+		{"daily", 24 * time.Hour, Policy{Days: 7, Weeks: 4, Months: 6}},
+		{"hourly", time.Hour, Policy{Days: 7, Weeks: 4, Months: 6}},
+		{"hourly, days only", time.Hour, Policy{Days: 3}},
+		{"daily, months only", 24 * time.Hour, Policy{Months: 12}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, 11))
+			start := at("2025-01-01T00:30:00Z")
+			var stored, all []time.Time
+			for now := start; now.Before(start.AddDate(2, 0, 0)); now = now.Add(tc.every) {
+				if rng.IntN(5) == 0 {
+					continue // a failed run: it deletes nothing
+				}
+				stored = append(stored, now)
+				all = append(all, now)
+				// Older backups are in no bucket any more; the oracle need
+				// not look at them.
+				horizon := now.AddDate(0, -tc.p.Months-1, -7*tc.p.Weeks-tc.p.Days-1)
+				for len(all) > 1 && all[0].Before(horizon) {
+					all = all[1:]
+				}
+				var next []time.Time
+				for i, k := range tc.p.Keep(stored, now) {
+					if k {
+						next = append(next, stored[i])
+					}
+				}
+				stored = next
+				if !stored[len(stored)-1].Equal(now) {
+					t.Fatalf("%s: the newest backup was deleted", now)
+				}
+				if now.Hour() != 0 && tc.every < 24*time.Hour {
+					continue // the definition is checked once a day
+				}
+				want := oracle(tc.p, all, now)
+				if len(stored) != len(want) {
+					t.Fatalf("%s: kept %d, the definition keeps %d", now, len(stored), len(want))
+				}
+				for _, s := range stored {
+					if !want[s] {
+						t.Fatalf("%s: kept %s, which the definition does not", now, s)
+					}
+				}
 			}
-		}
-		stored = next
-		if h%24 != 23 {
-			continue
-		}
-		// Every kept backup is justified, and every day/week/month in range
-		// that had a backup keeps its newest.
-		if !stored[len(stored)-1].Equal(now) {
-			t.Fatalf("%s: the newest backup was deleted", now)
-		}
-		if len(stored) > 7+4+6+1 {
-			t.Fatalf("%s: %d backups kept", now, len(stored))
-		}
-		for d := 0; d < 7; d++ {
-			day := dayNumber(now) - d
-			found := false
-			for _, s := range stored {
-				found = found || dayNumber(s) == day
-			}
-			if !found && day >= dayNumber(start)+1 {
-				t.Fatalf("%s: no backup kept for day -%d", now, d)
-			}
-		}
+		})
 	}
 }
