@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,6 +90,9 @@ type RunResult struct {
 	Pruned      int       `json:"pruned,omitempty"`
 	Warnings    int       `json:"warnings,omitempty"`
 	Interrupted bool      `json:"interrupted,omitempty"`
+	// Skipped says why no backup was taken although nothing failed (this
+	// pod is not the member that backs up).
+	Skipped string `json:"skipped,omitempty"`
 }
 
 type run struct {
@@ -281,7 +285,7 @@ func (a *Agent) execute(ctx context.Context, r *run) {
 	res.Run, res.Trigger, res.Started = r.n, r.trigger, r.started
 	res.Finished = a.clock.Now().UTC()
 	res.Seconds = res.Finished.Sub(r.started).Seconds()
-	res.OK = err == nil
+	res.OK = err == nil && res.Skipped == ""
 	if err != nil {
 		res.Error = err.Error()
 		res.Interrupted = ctx.Err() != nil
@@ -290,7 +294,10 @@ func (a *Agent) execute(ctx context.Context, r *run) {
 	a.metrics.bytesRead.Add(float64(snap.BytesRead))
 	a.metrics.bytesWritten.Add(float64(snap.BytesStored))
 	a.metrics.lastRun.Set(float64(r.started.Unix()))
-	if res.OK {
+	if res.Skipped != "" && err == nil {
+		a.metrics.runs.WithLabelValues("skipped").Inc()
+		a.log.Info("no backup: this pod is not the member that backs up", "run", r.n, "why", res.Skipped)
+	} else if res.OK {
 		a.metrics.runs.WithLabelValues("success").Inc()
 		a.metrics.lastSuccess.Set(float64(r.started.Unix()))
 		a.metrics.duration.Set(res.Seconds)
@@ -310,7 +317,9 @@ func (a *Agent) execute(ctx context.Context, r *run) {
 	a.current = nil
 	a.metrics.running.Set(0)
 	a.mu.Unlock()
-	a.notify(res)
+	if res.Skipped == "" || err != nil {
+		a.notify(res)
+	}
 	close(r.done)
 }
 
@@ -353,6 +362,10 @@ func (a *Agent) backup(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
+	if skip, err := a.notThisMember(ctx, spec.Member, drv); err != nil || skip != "" {
+		r.result.Skipped = skip
+		return err
+	}
 	if len(paths) > 0 && driver != files.Name {
 		if drv, err = files.Extra(drv, paths); err != nil {
 			return err
@@ -383,6 +396,38 @@ func (a *Agent) backup(ctx context.Context, r *run) error {
 		}
 	}
 	return err
+}
+
+// notThisMember decides remora.dev/member at each run, from the database
+// itself: it returns why this pod does not back up, or "" if it does.
+func (a *Agent) notThisMember(ctx context.Context, member string, drv drivers.Driver) (string, error) {
+	switch {
+	case member == "" || member == "any":
+		return "", nil
+	case strings.HasPrefix(member, "ordinal-"):
+		want := strings.TrimPrefix(member, "ordinal-")
+		i := strings.LastIndexByte(a.cfg.Workload, '-')
+		if i >= 0 && a.cfg.Workload[i+1:] == want {
+			return "", nil
+		}
+		return fmt.Sprintf("remora.dev/member is %s and this pod is %s", member, a.cfg.Workload), nil
+	}
+	roler, ok := drv.(drivers.Roler)
+	if !ok {
+		return "", fmt.Errorf("remora.dev/member=%s: this driver cannot tell a primary from a replica; use any or ordinal-N", member)
+	}
+	replica, err := roler.Replica(ctx)
+	if err != nil {
+		return "", fmt.Errorf("remora.dev/member=%s: cannot tell this server's role: %w", member, err)
+	}
+	if replica == (member == "replica") {
+		return "", nil
+	}
+	role := "the primary"
+	if replica {
+		role = "a replica"
+	}
+	return fmt.Sprintf("remora.dev/member is %s and this server is %s", member, role), nil
 }
 
 // destinations opens the storages with their retention: each URL's own

@@ -80,6 +80,13 @@ type Driver interface {
 	Restore(ctx context.Context, obj Object, r io.Reader, opts RestoreOptions) error
 }
 
+// Roler is a driver that can tell whether its server is a primary or a
+// replica, for remora.dev/member.
+type Roler interface {
+	// Replica reports whether the server is a replica (read-only follower).
+	Replica(ctx context.Context) (bool, error)
+}
+
 // Config is what every driver is built from.
 type Config struct {
 	DSN       string   // where the server is, as a URL; may hold the password

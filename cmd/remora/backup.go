@@ -128,6 +128,10 @@ func (b *backupCommand) viaAgent(ctx context.Context, c *agent.Client) error {
 	if err != nil {
 		return err
 	}
+	if res.Skipped != "" && res.Error == "" {
+		fmt.Fprintf(b.env.stdout, "no backup: %s\n", res.Skipped)
+		return nil
+	}
 	if !res.OK {
 		return fmt.Errorf("backup run %d failed: %s", n, res.Error)
 	}

@@ -55,7 +55,10 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 	}
 	if l := st.Last; l != nil {
 		result := "succeeded"
-		if !l.OK {
+		switch {
+		case l.Skipped != "":
+			result = "no backup: " + l.Skipped
+		case !l.OK:
 			result = "FAILED: " + oneLine(l.Error)
 		}
 		fmt.Fprintf(w, "last run      %d (%s) at %s, %s, %s\n", l.Run, l.Trigger, l.Started.UTC().Format("2006-01-02 15:04:05"),

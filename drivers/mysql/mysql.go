@@ -468,3 +468,28 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 	}
 	return fmt.Errorf("mysql: restore into %q failed part way; the tables it reached were replaced: %w", name, d.explain(err))
 }
+
+// Replica reports whether the server replicates from another (it has replica
+// status) or is read-only.
+func (d *Driver) Replica(ctx context.Context) (bool, error) {
+	s, err := d.inspect(ctx)
+	if err != nil {
+		return false, err
+	}
+	rows, err := d.query(ctx, s.client, "SELECT @@global.read_only")
+	if err != nil {
+		return false, err
+	}
+	if len(rows) == 1 && rows[0][0] == "1" {
+		return true, nil
+	}
+	// SHOW REPLICA STATUS is MySQL 8.0.22+ and MariaDB 10.5+; older ones
+	// know SHOW SLAVE STATUS.
+	rows, err = d.query(ctx, s.client, "SHOW REPLICA STATUS")
+	if err != nil {
+		if rows, err = d.query(ctx, s.client, "SHOW SLAVE STATUS"); err != nil {
+			return false, err
+		}
+	}
+	return len(rows) > 0, nil
+}

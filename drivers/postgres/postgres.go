@@ -444,3 +444,17 @@ func (e *errorLines) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Replica reports pg_is_in_recovery(): a standby is a replica.
+func (d *Driver) Replica(ctx context.Context) (bool, error) {
+	conn, err := d.connect(ctx, d.adminDB)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var standby bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return false, fmt.Errorf("postgres: %w", err)
+	}
+	return standby, nil
+}

@@ -438,3 +438,14 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, " | ")
 }
+
+// Replica reports ROLE: a "slave" (replica) or "sentinel" is not a primary.
+func (d *Driver) Replica(ctx context.Context) (bool, error) {
+	c := d.client()
+	defer c.Close()
+	role, err := info(ctx, c, "replication", "role")
+	if err != nil {
+		return false, d.explain(err)
+	}
+	return role != "master", nil
+}
