@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -334,5 +335,59 @@ func TestRetentionPerDestination(t *testing.T) {
 	}
 	if eb, _ := List(context.Background(), b, scope); len(eb) != 3 {
 		t.Fatalf("a failed run changed the kept set: %d", len(eb))
+	}
+}
+
+// TestSweepLeftovers: what interrupted backups left (objects without a
+// manifest, temporary files, unfinished multipart uploads) is removed once it
+// is old; complete backups and fresh leftovers stay.
+func TestSweepLeftovers(t *testing.T) {
+	ctx := context.Background()
+	for name, st := range storages(t) {
+		t.Run(name, func(t *testing.T) {
+			src := &source{sizes: map[string]int{"small": 100}}
+			if _, err := Run(ctx, Options{Scope: scope, Driver: src, Destinations: []Destination{{Storage: st}}}); err != nil {
+				t.Fatal(err)
+			}
+			var tmpFile string
+			dir := scope.Dir("test", "20200101T000000Z")
+			st.Put(ctx, dir+"databases/small.zst", strings.NewReader("half a backup"))
+			if fs, ok := st.(*storage.File); ok {
+				// A temporary file, as a killed Put leaves it.
+				p := filepath.Join(strings.TrimPrefix(fs.String(), "file://"), scope.Dir("test", "20200102T000000Z"), ".x.remora-tmp-abc")
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				os.WriteFile(p, []byte("partial"), 0o644)
+				tmpFile = p
+			} else {
+				// An unfinished multipart upload, as a killed Put leaves it.
+				s3 := st.(*storage.S3)
+				if err := s3.StartUploadForTest(ctx, scope.Dir("test", "20200102T000000Z")+"databases/big.zst"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Now: nothing is old enough.
+			if _, err := Prune(ctx, st, scope, retention.Policy{Last: 100}, time.Now(), nil); err != nil {
+				t.Fatal(err)
+			}
+			if keys := allKeys(t, st); len(keys) != 3 { // the backup's object and manifest, and the leftover
+				t.Fatalf("fresh leftovers were removed: %v", keys)
+			}
+			// Two days later: the leftovers go, the backup stays.
+			if _, err := Prune(ctx, st, scope, retention.Policy{Last: 100}, time.Now().Add(48*time.Hour), nil); err != nil {
+				t.Fatal(err)
+			}
+			keys := allKeys(t, st)
+			if len(keys) != 2 || strings.Contains(strings.Join(keys, " "), "20200101") {
+				t.Fatalf("after the sweep: %v", keys)
+			}
+			if _, err := os.Stat(tmpFile); tmpFile != "" && err == nil {
+				t.Fatal("the temporary file is still there")
+			}
+			if sw, ok := st.(storage.Sweeper); ok {
+				if n, _ := sw.Sweep(ctx, "", time.Now().Add(48*time.Hour)); n != 0 {
+					t.Fatalf("%d leftovers remained for a second sweep", n)
+				}
+			}
+		})
 	}
 }

@@ -49,7 +49,74 @@ func Prune(ctx context.Context, st storage.Storage, scope Scope, p retention.Pol
 		log.Info("deleted by retention", "id", m.ID, "policy", p.String(), "storage", st.String())
 		deleted = append(deleted, m.ID)
 	}
+	if n, err := sweep(ctx, st, scope, now); err != nil {
+		errs = append(errs, err)
+	} else if n > 0 {
+		log.Info("removed what interrupted backups left", "count", n, "storage", st.String())
+	}
 	return deleted, errors.Join(errs...)
+}
+
+// LeftoverAge is how old an unfinished backup must be before it is removed:
+// far longer than any backup runs.
+const LeftoverAge = 24 * time.Hour
+
+// sweep removes what interrupted backups of the scope left: directories
+// without a manifest whose ID and newest object are older than LeftoverAge,
+// and the storage's own leftovers (temporary files, unfinished uploads).
+func sweep(ctx context.Context, st storage.Storage, scope Scope, now time.Time) (int, error) {
+	cutoff := now.Add(-LeftoverAge)
+	prefix := scope.Namespace + "/" + scope.Workload + "/" + scope.Driver + "/"
+	type dirInfo struct {
+		keys     []string
+		manifest bool
+		newest   time.Time
+	}
+	dirs := map[string]*dirInfo{}
+	err := st.List(ctx, prefix, func(o storage.Object) error {
+		id, _, ok := strings.Cut(strings.TrimPrefix(o.Key, prefix), "/")
+		if !ok {
+			return nil
+		}
+		if _, err := time.Parse(IDFormat, id); err != nil {
+			return nil
+		}
+		d := dirs[id]
+		if d == nil {
+			d = &dirInfo{}
+			dirs[id] = d
+		}
+		d.keys = append(d.keys, o.Key)
+		d.manifest = d.manifest || o.Key == prefix+id+"/"+ManifestName
+		if o.ModTime.After(d.newest) {
+			d.newest = o.ModTime
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for id, d := range dirs {
+		started, _ := time.Parse(IDFormat, id)
+		if d.manifest || !started.Before(cutoff) || !d.newest.Before(cutoff) {
+			continue
+		}
+		for _, k := range d.keys {
+			if err := st.Delete(ctx, k); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	if sw, ok := st.(storage.Sweeper); ok {
+		m, err := sw.Sweep(ctx, prefix, cutoff)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func deleteBackup(ctx context.Context, st storage.Storage, m *Manifest) error {

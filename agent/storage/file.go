@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // tmpMarker is part of the name of every file that Put has not finished.
@@ -245,4 +246,32 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Sweep removes temporary files of interrupted Puts below prefix's directory
+// that were last written before olderThan.
+func (f *File) Sweep(ctx context.Context, prefix string, olderThan time.Time) (int, error) {
+	start := f.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = f.path(prefix[:i])
+	}
+	n := 0
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.Type().IsRegular() || !strings.Contains(d.Name(), tmpMarker) {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.ModTime().Before(olderThan) {
+			if os.Remove(p) == nil {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
 }

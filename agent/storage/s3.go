@@ -421,3 +421,30 @@ func parseSize(v string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// Sweep aborts multipart uploads below prefix started before olderThan.
+func (s *S3) Sweep(ctx context.Context, prefix string, olderThan time.Time) (int, error) {
+	n := 0
+	for u := range s.core.Client.ListIncompleteUploads(ctx, s.bucket, s.prefix+prefix, true) {
+		if u.Err != nil {
+			return n, s.err("list uploads", prefix, u.Err)
+		}
+		if u.Initiated.Before(olderThan) {
+			if err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.UploadID); err == nil {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// StartUploadForTest starts a multipart upload with one part and leaves it
+// unfinished, as a killed Put does. Tests of the cleanup use it.
+func (s *S3) StartUploadForTest(ctx context.Context, key string) error {
+	id, err := s.core.NewMultipartUpload(ctx, s.bucket, s.prefix+key, minio.PutObjectOptions{})
+	if err != nil {
+		return err
+	}
+	_, err = s.core.PutObjectPart(ctx, s.bucket, s.prefix+key, id, 1, bytes.NewReader(make([]byte, minPartSize)), minPartSize, minio.PutObjectPartOptions{})
+	return err
+}

@@ -52,6 +52,12 @@ type Storage interface {
 	String() string
 }
 
+// Sweeper is a storage that can remove what interrupted writes left behind
+// below a prefix: temporary files, unfinished multipart uploads.
+type Sweeper interface {
+	Sweep(ctx context.Context, prefix string, olderThan time.Time) (removed int, err error)
+}
+
 // ErrBadURL is wrapped by every error about a malformed storage URL.
 var ErrBadURL = errors.New("bad storage URL")
 
