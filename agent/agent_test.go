@@ -110,10 +110,10 @@ func TestScheduleMonths(t *testing.T) {
 		go func() { a.scheduleLoop(ctx, ctx); close(done) }()
 		for i := 0; i < tc.runs; i++ {
 			when := clock.next(t)
-			clock.advance(when)
-			for a.running() != nil {
+			for a.running() != nil { // the previous run has ended
 				time.Sleep(100 * time.Microsecond)
 			}
+			clock.advance(when)
 		}
 		clock.next(t) // the loop took the last time and waits for the next
 		for a.running() != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -242,5 +243,71 @@ func TestAgentPod(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(sockDir, "agent.sock")); err == nil {
 		t.Error("the control socket is left behind")
+	}
+}
+
+// TestAgentStopsDuringBackup: SIGTERM while the agent backs up interrupts
+// the backup, leaves nothing that looks like one, and the agent exits.
+func TestAgentStopsDuringBackup(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	seedRandom(t, pg, "rnd", 64)
+	volume := t.TempDir()
+	sockDir, _ := os.MkdirTemp("", "rsock")
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	env := []string{"REMORA_STORAGE=file://" + volume, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
+		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd", "REMORA_COMPRESSION=none",
+		"REMORA_ANNOTATIONS=" + filepath.Join(t.TempDir(), "none"), "REMORA_SOCKET=" + filepath.Join(sockDir, "agent.sock"), "REMORA_METRICS_ADDR="}
+	cmd := exec.Command(remoraBin, "agent")
+	cmd.Env = append(os.Environ(), env...)
+	logs := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for start := time.Now(); remora(t, env, "status").code != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the agent did not start:\n%s", logs)
+		}
+	}
+	client, err := agent.Dial(filepath.Join(sockDir, "agent.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, started, _, err := client.Backup(context.Background()); err != nil || !started {
+		t.Fatalf("backup: %v %v", started, err)
+	}
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		st, err := client.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Running != nil && st.Running.Progress.BytesStored > 1<<20 {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("the backup never got going: %+v", st)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the agent did not stop within 20s of SIGTERM:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "interrupting the running backup") {
+		t.Errorf("logs:\n%s", logs)
+	}
+	var left []string
+	filepath.WalkDir(volume, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) != 0 {
+		t.Fatalf("the interrupted backup left %v", left)
 	}
 }
