@@ -38,6 +38,7 @@ Usage:
   remora list     [--json]            list backups
   remora verify   [ID|--all]          download backups and check every checksum
   remora restore  ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes]
+  remora webhook  [flags]             the admission webhook that injects the sidecar
   remora version                      print the version
 
 Every command takes --help. Every flag has an environment twin: --dsn is
@@ -92,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd = &agentCommand{env: env}
 	case "status":
 		cmd = &statusCommand{env: env}
+	case "webhook":
+		cmd = &webhookCommand{env: env}
 	case "version":
 		cmd = &versionCommand{env: env}
 	case "help", "-h", "-help", "--help":
