@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,6 +89,76 @@ func metricValue(metrics, name string) string {
 	return ""
 }
 
+// syncBuffer is a buffer safe to write from a process's output copier while
+// the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// agentProc is a `remora agent` started by a test.
+type agentProc struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan error
+}
+
+// startAgent starts `remora agent` with env and waits until its control
+// socket answers. Its logs are checked for the canary when the test ends.
+func startAgent(t *testing.T, env []string, socket string) *agentProc {
+	t.Helper()
+	a := &agentProc{cmd: exec.Command(remoraBin, "agent"), logs: &syncBuffer{}, done: make(chan error, 1)}
+	a.cmd.Env = append(os.Environ(), env...)
+	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		a.cmd.Process.Kill()
+		<-a.done
+		a.done <- nil
+		noCanary(t, "agent logs", a.logs.String())
+	})
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := agent.Dial(socket); err == nil {
+			if _, err := c.Status(context.Background()); err == nil {
+				return a
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the agent did not start:\n%s", a.logs)
+		}
+	}
+}
+
+// stop sends SIGTERM and waits up to limit for the agent to exit.
+func (a *agentProc) stop(t *testing.T, limit time.Duration) {
+	t.Helper()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		a.done <- err
+		if err != nil {
+			t.Errorf("agent exit: %v\n%s", err, a.logs)
+		}
+	case <-time.After(limit):
+		t.Fatalf("the agent did not stop within %s of SIGTERM:\n%s", limit, a.logs)
+	}
+}
+
 // TestAgentPod runs the agent as a sidecar would: beside a real PostgreSQL on
 // loopback, a temp directory as the shared volume, and a downward-API
 // directory the test updates as the kubelet does.
@@ -111,31 +182,8 @@ func TestAgentPod(t *testing.T) {
 		"REMORA_SMTP_USERNAME=remora", "REMORA_SMTP_PASSWORD=" + testenv.Canary, "REMORA_SMTP_FROM=remora@example.com",
 		"REMORA_SMTP_TO=ops@example.com", "REMORA_SMTP_CA_FILE=" + caFile}
 
-	cmd := exec.Command(remoraBin, "agent")
-	cmd.Env = append(os.Environ(), env...)
-	logs := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-		noCanary(t, "agent logs", logs.String())
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if r := remora(t, env, "status"); r.code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent did not start:\n%s", logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ag := startAgent(t, env, filepath.Join(sockDir, "agent.sock"))
+	logs := ag.logs
 	st := statusJSON(t, env)
 	if st.Schedule != "H H * * *" || st.Retention != "last=5" || st.NextRun.IsZero() || st.ConfigError != "" {
 		t.Fatalf("initial status: %+v", st)
@@ -229,18 +277,7 @@ func TestAgentPod(t *testing.T) {
 	noCanary(t, "the webhook body", posts[0])
 
 	// SIGTERM: the agent stops and removes its socket.
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		stopped = true
-		if err != nil {
-			t.Errorf("agent exit: %v\n%s", err, logs)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the agent did not stop on SIGTERM")
-	}
+	ag.stop(t, 10*time.Second)
 	if _, err := os.Stat(filepath.Join(sockDir, "agent.sock")); err == nil {
 		t.Error("the control socket is left behind")
 	}
@@ -257,19 +294,7 @@ func TestAgentStopsDuringBackup(t *testing.T) {
 	env := []string{"REMORA_STORAGE=file://" + volume, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd", "REMORA_COMPRESSION=none",
 		"REMORA_ANNOTATIONS=" + filepath.Join(t.TempDir(), "none"), "REMORA_SOCKET=" + filepath.Join(sockDir, "agent.sock"), "REMORA_METRICS_ADDR="}
-	cmd := exec.Command(remoraBin, "agent")
-	cmd.Env = append(os.Environ(), env...)
-	logs := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	for start := time.Now(); remora(t, env, "status").code != 0; time.Sleep(50 * time.Millisecond) {
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("the agent did not start:\n%s", logs)
-		}
-	}
+	ag := startAgent(t, env, filepath.Join(sockDir, "agent.sock"))
 	client, err := agent.Dial(filepath.Join(sockDir, "agent.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -289,16 +314,9 @@ func TestAgentStopsDuringBackup(t *testing.T) {
 			t.Fatalf("the backup never got going: %+v", st)
 		}
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the agent did not stop within 20s of SIGTERM:\n%s", logs)
-	}
-	if !strings.Contains(logs.String(), "interrupting the running backup") {
-		t.Errorf("logs:\n%s", logs)
+	ag.stop(t, 20*time.Second)
+	if !strings.Contains(ag.logs.String(), "interrupting the running backup") {
+		t.Errorf("logs:\n%s", ag.logs)
 	}
 	var left []string
 	filepath.WalkDir(volume, func(p string, d os.DirEntry, err error) error {
