@@ -4,8 +4,9 @@ GOFLAGS   ?=
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X remora.dev/remora/internal/version.version=$(VERSION)
 
-# The tests find the S3-compatible server here.
+# The tests find the S3-compatible server and helm here.
 export REMORA_VERSITYGW ?= $(CURDIR)/bin/versitygw
+export REMORA_HELM ?= $(CURDIR)/bin/helm
 
 .PHONY: all build deps test vet demo bench clean
 
@@ -18,6 +19,10 @@ build:
 bin/versitygw: tools/versitygw/go.mod tools/versitygw/go.sum
 	$(GO) -C tools/versitygw build -o $(CURDIR)/bin/versitygw github.com/versity/versitygw/cmd/versitygw
 
+# helm, pinned in tools/helm, to lint and render the chart in the tests.
+bin/helm: tools/helm/go.mod tools/helm/go.sum
+	$(GO) -C tools/helm build -o $(CURDIR)/bin/helm helm.sh/helm/v3/cmd/helm
+
 deps:
 	hack/install-deps.sh
 
@@ -25,7 +30,7 @@ vet:
 	@out=$$(gofmt -l . | grep -v '^tools/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps bin/versitygw vet
+test: deps bin/versitygw bin/helm vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 demo: deps bin/versitygw build

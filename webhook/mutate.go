@@ -41,6 +41,9 @@ type Config struct {
 	AutoDetect      bool   // inject recognised database images without annotations
 	OwnNamespace    string
 	Resources       corev1.ResourceRequirements
+	// DefaultStorage is the storage URL sidecars use when their storage
+	// Secret sets no REMORA_STORAGE (REMORA_DEFAULT_STORAGE).
+	DefaultStorage string
 }
 
 // Skip reasons: why a pod is let through unchanged.
@@ -250,6 +253,10 @@ func sidecar(pod *corev1.Pod, db *corev1.Container, driver, workload string, spe
 	}
 	if len(spec.Paths) > 0 {
 		env = append(env, corev1.EnvVar{Name: "REMORA_PATHS", Value: strings.Join(spec.Paths, ",")})
+	}
+	if cfg.DefaultStorage != "" {
+		// Not REMORA_STORAGE: an env entry would override the Secret's.
+		env = append(env, corev1.EnvVar{Name: "REMORA_DEFAULT_STORAGE", Value: cfg.DefaultStorage})
 	}
 
 	var envFrom []corev1.EnvFromSource

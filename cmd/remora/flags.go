@@ -137,6 +137,10 @@ type common struct {
 func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
 	host, _ := os.Hostname()
 	c.storage.values = strings.Fields(os.Getenv(envName("storage")))
+	if len(c.storage.values) == 0 {
+		// In a sidecar, the chart's default when the storage Secret names none.
+		c.storage.values = strings.Fields(os.Getenv("REMORA_DEFAULT_STORAGE"))
+	}
 	fs.Var(&c.storage, "storage", "where backups are kept: file:///path or s3://bucket/prefix?endpoint=host:port&region=R; repeat (or separate with spaces) for several, each with its own retention after a '#'")
 	stringFlag(fs, &c.driver, "driver", "", "database kind: "+strings.Join(drivers.Names(), ", "))
 	if withDSN {

@@ -26,6 +26,7 @@ type webhookCommand struct {
 	autoDetect, native                     string
 	cpuRequest, memRequest, memLimit       string
 	logFormat, logLevel                    string
+	defaultStorage                         string
 }
 
 func (w *webhookCommand) Run(ctx context.Context, args []string) error {
@@ -42,6 +43,7 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 	stringFlag(fs, &w.cpuRequest, "sidecar-cpu-request", "10m", "sidecar CPU request")
 	stringFlag(fs, &w.memRequest, "sidecar-memory-request", "32Mi", "sidecar memory request")
 	stringFlag(fs, &w.memLimit, "sidecar-memory-limit", "256Mi", "sidecar memory limit")
+	stringFlag(fs, &w.defaultStorage, "default-storage", "", "storage URL for sidecars whose storage Secret sets no REMORA_STORAGE")
 	stringFlag(fs, &w.logFormat, "log-format", "json", "log format: text or json")
 	stringFlag(fs, &w.logLevel, "log-level", "info", "log level")
 	if err := parse(fs, args); err != nil {
@@ -52,7 +54,7 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := webhook.Config{Image: w.image, SidecarMode: w.sidecarMode, OwnNamespace: w.namespace}
+	cfg := webhook.Config{Image: w.image, SidecarMode: w.sidecarMode, OwnNamespace: w.namespace, DefaultStorage: w.defaultStorage}
 	for _, b := range []struct {
 		name string
 		v    string

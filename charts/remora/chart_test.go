@@ -1,0 +1,169 @@
+// Package chart tests the Helm chart: it lints and renders it with the
+// pinned helm (tools/helm) and checks what the cluster would get.
+package chart
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"remora.dev/remora/internal/testenv"
+)
+
+func helm(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("REMORA_HELM"); p != "" {
+		return p
+	}
+	if p := filepath.Join(testenv.RepoRoot(), "bin", "helm"); fileExists(p) {
+		return p
+	}
+	if p, err := exec.LookPath("helm"); err == nil {
+		return p
+	}
+	testenv.Missing(t, "helm", "run `make bin/helm` or set REMORA_HELM")
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func render(t *testing.T, args ...string) map[string]*unstructured.Unstructured {
+	t.Helper()
+	cmd := exec.Command(helm(t), append([]string{"template", "remora", ".", "--namespace", "remora-system", "--kube-version", "1.33.0"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helm template: %v\n%s", err, errb.String())
+	}
+	objs := map[string]*unstructured.Unstructured{}
+	dec := yaml.NewYAMLOrJSONDecoder(&out, 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("decode: %v\n%s", err, out.String())
+		}
+		if m == nil {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		objs[u.GetKind()+"/"+u.GetName()] = u
+	}
+	return objs
+}
+
+func TestLint(t *testing.T) {
+	out, err := exec.Command(helm(t), "lint", ".", "--strict", "--set", "storage.s3.bucket=backups").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm lint: %v\n%s", err, out)
+	}
+}
+
+func TestRender(t *testing.T) {
+	objs := render(t, "--set", "storage.s3.bucket=backups", "--set", "storage.s3.endpoint=minio.storage:9000")
+	mwc := objs["MutatingWebhookConfiguration/remora"]
+	if mwc == nil {
+		t.Fatalf("no MutatingWebhookConfiguration in %v", keys(objs))
+	}
+	hooks, _, _ := unstructured.NestedSlice(mwc.Object, "webhooks")
+	h := hooks[0].(map[string]any)
+	for field, want := range map[string]any{"failurePolicy": "Ignore", "timeoutSeconds": int64(5), "sideEffects": "None", "reinvocationPolicy": "IfNeeded"} {
+		if got := h[field]; got != want && !(field == "timeoutSeconds" && got == float64(5)) {
+			t.Errorf("webhook %s = %v, want %v", field, got, want)
+		}
+	}
+	sel, _, _ := unstructured.NestedSlice(h, "namespaceSelector", "matchExpressions")
+	if s := strings.ReplaceAll(strings.TrimSpace(toString(sel)), " ", ""); !strings.Contains(s, "remora.dev/injection") || !strings.Contains(s, "kube-system") {
+		t.Errorf("namespaceSelector: %v", sel)
+	}
+	ca, _, _ := unstructured.NestedString(h, "clientConfig", "caBundle")
+
+	// The generated certificate is signed by the CA in caBundle and names
+	// the service.
+	secret := objs["Secret/remora-webhook-tls"]
+	crtB64, _, _ := unstructured.NestedString(secret.Object, "data", "tls.crt")
+	caPEM, _ := base64.StdEncoding.DecodeString(ca)
+	crtPEM, _ := base64.StdEncoding.DecodeString(crtB64)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatal("caBundle holds no certificate")
+	}
+	block, _ := pem.Decode(crtPEM)
+	if block == nil {
+		t.Fatal("tls.crt holds no certificate")
+	}
+	crt, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crt.Verify(x509.VerifyOptions{Roots: pool, DNSName: "remora-webhook.remora-system.svc"}); err != nil {
+		t.Errorf("serving certificate: %v", err)
+	}
+
+	dep := objs["Deployment/remora-webhook"]
+	if r, _, _ := unstructured.NestedFieldNoCopy(dep.Object, "spec", "replicas"); fmt.Sprint(r) != "2" {
+		t.Errorf("replicas %v", r)
+	}
+	args, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	all := toString(args)
+	for _, want := range []string{"--default-storage=s3://backups/?endpoint=minio.storage:9000&insecure=false", "--sidecar-mode=auto", "--namespace=remora-system"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("webhook args lack %s: %s", want, all)
+		}
+	}
+	if objs["PodDisruptionBudget/remora-webhook"] == nil || objs["Service/remora-webhook"] == nil {
+		t.Errorf("objects: %v", keys(objs))
+	}
+}
+
+func TestRenderCertManager(t *testing.T) {
+	objs := render(t, "--set", "certManager.enabled=true")
+	if objs["Certificate/remora-webhook"] == nil || objs["Issuer/remora-selfsigned"] == nil || objs["Secret/remora-webhook-tls"] != nil {
+		t.Fatalf("objects: %v", keys(objs))
+	}
+	if a := objs["MutatingWebhookConfiguration/remora"].GetAnnotations()["cert-manager.io/inject-ca-from"]; a != "remora-system/remora-webhook" {
+		t.Errorf("inject-ca-from %q", a)
+	}
+}
+
+func keys(m map[string]*unstructured.Unstructured) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func toString(v any) string {
+	var b strings.Builder
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			for k, e := range x {
+				b.WriteString(k + " ")
+				walk(e)
+			}
+		default:
+			b.WriteString(fmt.Sprint(x) + " ")
+		}
+	}
+	walk(v)
+	return b.String()
+}
