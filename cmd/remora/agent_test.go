@@ -318,14 +318,7 @@ func TestAgentStopsDuringBackup(t *testing.T) {
 	if !strings.Contains(ag.logs.String(), "interrupting the running backup") {
 		t.Errorf("logs:\n%s", ag.logs)
 	}
-	var left []string
-	filepath.WalkDir(volume, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			left = append(left, p)
-		}
-		return nil
-	})
-	if len(left) != 0 {
+	if left := filesUnder(volume); len(left) != 0 {
 		t.Fatalf("the interrupted backup left %v", left)
 	}
 }

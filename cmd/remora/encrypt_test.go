@@ -117,8 +117,7 @@ func TestGzip(t *testing.T) {
 	seedOdd(t, pg, "odd")
 	want := checksums(t, pg, "odd")
 	dir := t.TempDir()
-	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
-		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=odd", "REMORA_COMPRESSION=gzip"}
+	env := pgEnv(pg, "file://"+dir, "REMORA_DATABASES=odd", "REMORA_COMPRESSION=gzip")
 	mustRemora(t, env, "backup")
 	mustRemora(t, env, "verify")
 	mustRemora(t, env, "restore", "--latest", "--into", "odd_gz")

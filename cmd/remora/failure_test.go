@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,16 +71,7 @@ func TestKillMidUpload(t *testing.T) {
 			return false
 		}},
 		{"file", "file://" + fileDir, nil, func() bool {
-			found := false
-			filepath.WalkDir(fileDir, func(p string, d os.DirEntry, err error) error {
-				if err == nil && strings.Contains(d.Name(), "rnd.dump.zst.remora-tmp-") {
-					if info, err := d.Info(); err == nil && info.Size() > 5<<20 {
-						found = true
-					}
-				}
-				return nil
-			})
-			return found
+			return writing(fileDir, "rnd.dump.zst.remora-tmp-", 5<<20)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -216,8 +206,7 @@ func TestInterrupted(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	seedRandom(t, pg, "rnd", 64)
 	dir := t.TempDir()
-	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
-		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd", "REMORA_COMPRESSION=none"}
+	env := pgEnv(pg, "file://"+dir, "REMORA_DATABASES=rnd", "REMORA_COMPRESSION=none")
 	cmd := exec.Command(remoraBin, "backup")
 	cmd.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
@@ -227,19 +216,7 @@ func TestInterrupted(t *testing.T) {
 	}
 	// Wait until the big object is being written.
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		found := false
-		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err == nil && strings.Contains(d.Name(), "rnd.dump.remora-tmp-") {
-				if info, err := d.Info(); err == nil && info.Size() > 1<<20 {
-					found = true
-				}
-			}
-			return nil
-		})
-		if found {
-			break
-		}
+	for !writing(dir, "rnd.dump.remora-tmp-", 1<<20) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			t.Fatal("the dump never started")
@@ -258,14 +235,7 @@ func TestInterrupted(t *testing.T) {
 	if !strings.Contains(stderr.String(), "interrupted") {
 		t.Errorf("stderr does not say it was interrupted:\n%s", stderr.String())
 	}
-	var left []string
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			left = append(left, p)
-		}
-		return nil
-	})
-	if len(left) != 0 {
+	if left := filesUnder(dir); len(left) != 0 {
 		t.Fatalf("an interrupted backup left %v", left)
 	}
 	if n := pg.Psql(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' OR query LIKE 'COPY%'"); n != "0" {

@@ -81,3 +81,36 @@ func noCanary(t *testing.T, what, s string) {
 		t.Errorf("%s printed the secret:\n%s", what, s)
 	}
 }
+
+// pgEnv is the environment for backups of pg to storage, as shop/db-0.
+func pgEnv(pg *testenv.Postgres, storage string, extra ...string) []string {
+	return append([]string{"REMORA_STORAGE=" + storage, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
+		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0"}, extra...)
+}
+
+// filesUnder lists the regular files below dir.
+func filesUnder(dir string) []string {
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+// writing reports whether a temporary file whose name holds part and that
+// is larger than size is being written below dir.
+func writing(dir, part string, size int64) bool {
+	found := false
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), part) {
+			if info, err := d.Info(); err == nil && info.Size() > size {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
+}

@@ -54,8 +54,7 @@ func TestCorruptBackup(t *testing.T) {
 	seedOdd(t, pg, "odd")
 	want := checksums(t, pg, "odd")
 	dir := t.TempDir()
-	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
-		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0"}
+	env := pgEnv(pg, "file://"+dir)
 	mustRemora(t, env, "backup")
 	id := listJSON(t, env)[0].ID
 	obj := filepath.Join(dir, "shop/db-0/postgres", id, "databases/odd.dump.zst")
@@ -116,8 +115,7 @@ func TestStandardTools(t *testing.T) {
 	seedOdd(t, pg, "odd")
 	want := checksums(t, pg, "odd")
 	dir := t.TempDir()
-	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
-		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0"}
+	env := pgEnv(pg, "file://"+dir)
 	mustRemora(t, env, "backup")
 	bdir := filepath.Join(dir, "shop/db-0/postgres", listJSON(t, env)[0].ID)
 
