@@ -7,8 +7,11 @@ LDFLAGS   := -X remora.dev/remora/internal/version.version=$(VERSION)
 # The tests find the S3-compatible server and helm here.
 export REMORA_VERSITYGW ?= $(CURDIR)/bin/versitygw
 export REMORA_HELM ?= $(CURDIR)/bin/helm
+# kube-apiserver and etcd for the webhook's tests, built once into a cache
+# outside the clone (hack/kube-binaries.sh).
+export REMORA_KUBE_BIN ?= $(shell hack/kube-binaries.sh --dir)
 
-.PHONY: all build deps test vet demo bench clean
+.PHONY: all build deps kube-bins test vet demo bench clean
 
 all: build
 
@@ -26,11 +29,14 @@ bin/helm: tools/helm/go.mod tools/helm/go.sum
 deps:
 	hack/install-deps.sh
 
+kube-bins:
+	@hack/kube-binaries.sh >/dev/null
+
 vet:
 	@out=$$(gofmt -l . | grep -v '^tools/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps bin/versitygw bin/helm vet
+test: deps bin/versitygw bin/helm kube-bins vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 demo: deps bin/versitygw build

@@ -47,3 +47,24 @@ func findDatabase(pod *corev1.Pod, name, driver string) (*corev1.Container, stri
 	}
 	return nil, ""
 }
+
+// imageUser is the user a well-known database image runs its server as when
+// the pod does not say: the sidecar runs as the same user, so it can read
+// what the database writes on the shared volumes.
+func imageUser(image string) (int64, bool) {
+	ref := image
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		ref = ref[:i]
+	}
+	if strings.Contains(ref, "bitnami/") {
+		return 1001, true
+	}
+	switch d := driverForImage(image); {
+	case d == "":
+		return 0, false
+	case strings.Contains(ref, "percona"):
+		return 1001, true
+	default: // the official postgres, postgis, mysql, mariadb, redis and valkey images
+		return 999, true
+	}
+}

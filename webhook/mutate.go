@@ -6,6 +6,8 @@ package webhook
 import (
 	"encoding/json"
 	"fmt"
+	"path"
+	"slices"
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -277,6 +279,11 @@ func sidecar(pod *corev1.Pod, db *corev1.Container, driver, workload string, spe
 	}
 	if db != nil {
 		for _, m := range db.VolumeMounts {
+			// The sidecar's own /tmp, socket and podinfo win over a
+			// database mount at the same path (bitnami mounts /tmp).
+			if slices.ContainsFunc(mounts[:3], func(o corev1.VolumeMount) bool { return path.Clean(o.MountPath) == path.Clean(m.MountPath) }) {
+				continue
+			}
 			m.ReadOnly = m.ReadOnly || driver != "files"
 			mounts = append(mounts, m)
 		}
@@ -301,6 +308,11 @@ func sidecar(pod *corev1.Pod, db *corev1.Container, driver, workload string, spe
 	}
 	if c.SecurityContext.RunAsUser == nil && pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.RunAsUser != nil {
 		c.SecurityContext.RunAsUser = pod.Spec.SecurityContext.RunAsUser
+	}
+	if c.SecurityContext.RunAsUser == nil && db != nil {
+		if uid, ok := imageUser(db.Image); ok {
+			c.SecurityContext.RunAsUser, c.SecurityContext.RunAsGroup = &uid, &uid
+		}
 	}
 	if c.SecurityContext.RunAsUser == nil {
 		uid := int64(65532)

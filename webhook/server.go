@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -97,6 +99,8 @@ type CertReloader struct {
 	certFile, keyFile string
 	cert              atomic.Pointer[tls.Certificate]
 	log               *slog.Logger
+	// OnChange, when set, is called after a different certificate is loaded.
+	OnChange func()
 }
 
 // NewCertReloader reads the pair once, failing fast on a bad one.
@@ -151,8 +155,13 @@ func (c *CertReloader) Watch(stop <-chan struct{}) {
 			}
 			continue
 		}
-		if c.log != nil && !sameCert(old, c.cert.Load()) {
-			c.log.Info("serving certificate reloaded")
+		if !sameCert(old, c.cert.Load()) {
+			if c.log != nil {
+				c.log.Info("serving certificate reloaded")
+			}
+			if c.OnChange != nil {
+				c.OnChange()
+			}
 		}
 	}
 }
@@ -168,4 +177,64 @@ func dirOf(p string) string {
 		}
 	}
 	return "."
+}
+
+// Recycler closes kept-alive connections that were opened with an older
+// serving certificate, once they are idle, so that clients (API servers
+// reuse their connections for as long as they are busy) handshake again and
+// check the new certificate against the caBundle now, not some day later.
+// Use ConnState as http.Server.ConnState and call Rotated after a change.
+type Recycler struct {
+	mu    sync.Mutex
+	gen   int
+	conns map[net.Conn]*connInfo
+}
+
+type connInfo struct {
+	gen  int // generation the connection was opened in
+	idle bool
+}
+
+// ConnState tracks connections; see http.Server.ConnState.
+func (r *Recycler) ConnState(c net.Conn, st http.ConnState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns == nil {
+		r.conns = map[net.Conn]*connInfo{}
+	}
+	switch st {
+	case http.StateNew:
+		r.conns[c] = &connInfo{gen: r.gen}
+	case http.StateActive:
+		if ci := r.conns[c]; ci != nil {
+			ci.idle = false
+		}
+	case http.StateIdle:
+		ci := r.conns[c]
+		if ci == nil {
+			return
+		}
+		if ci.gen != r.gen {
+			delete(r.conns, c)
+			c.Close()
+			return
+		}
+		ci.idle = true
+	case http.StateHijacked, http.StateClosed:
+		delete(r.conns, c)
+	}
+}
+
+// Rotated starts a new generation and closes the idle connections of older
+// ones; busy ones close when their response is written.
+func (r *Recycler) Rotated() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	for c, ci := range r.conns {
+		if ci.idle {
+			delete(r.conns, c)
+			c.Close()
+		}
+	}
 }

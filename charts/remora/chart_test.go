@@ -4,14 +4,9 @@ package chart
 
 import (
 	"bytes"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,22 +16,7 @@ import (
 	"remora.dev/remora/internal/testenv"
 )
 
-func helm(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("REMORA_HELM"); p != "" {
-		return p
-	}
-	if p := filepath.Join(testenv.RepoRoot(), "bin", "helm"); fileExists(p) {
-		return p
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	testenv.Missing(t, "helm", "run `make bin/helm` or set REMORA_HELM")
-	return ""
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+func helm(t *testing.T) string { return testenv.Helm(t) }
 
 func render(t *testing.T, args ...string) map[string]*unstructured.Unstructured {
 	t.Helper()
@@ -88,28 +68,20 @@ func TestRender(t *testing.T) {
 	if s := strings.ReplaceAll(strings.TrimSpace(toString(sel)), " ", ""); !strings.Contains(s, "remora.dev/injection") || !strings.Contains(s, "kube-system") {
 		t.Errorf("namespaceSelector: %v", sel)
 	}
-	ca, _, _ := unstructured.NestedString(h, "clientConfig", "caBundle")
-
-	// The generated certificate is signed by the CA in caBundle and names
-	// the service.
-	secret := objs["Secret/remora-webhook-tls"]
-	crtB64, _, _ := unstructured.NestedString(secret.Object, "data", "tls.crt")
-	caPEM, _ := base64.StdEncoding.DecodeString(ca)
-	crtPEM, _ := base64.StdEncoding.DecodeString(crtB64)
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		t.Fatal("caBundle holds no certificate")
+	// The webhook keeps its own TLS: no caBundle or Secret from the chart,
+	// and RBAC for exactly that Secret and this configuration.
+	if ca, _, _ := unstructured.NestedString(h, "clientConfig", "caBundle"); ca != "" || objs["Secret/remora-webhook-tls"] != nil {
+		t.Errorf("the chart rendered TLS material: %v", keys(objs))
 	}
-	block, _ := pem.Decode(crtPEM)
-	if block == nil {
-		t.Fatal("tls.crt holds no certificate")
+	role, crole := objs["Role/remora-webhook"], objs["ClusterRole/remora-webhook"]
+	if role == nil || crole == nil || objs["RoleBinding/remora-webhook"] == nil || objs["ClusterRoleBinding/remora-webhook"] == nil {
+		t.Fatalf("RBAC missing: %v", keys(objs))
 	}
-	crt, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
+	if r := toString(role.Object["rules"]); !strings.Contains(r, "remora-webhook-tls") {
+		t.Errorf("Role rules: %s", r)
 	}
-	if _, err := crt.Verify(x509.VerifyOptions{Roots: pool, DNSName: "remora-webhook.remora-system.svc"}); err != nil {
-		t.Errorf("serving certificate: %v", err)
+	if r := toString(crole.Object["rules"]); !strings.Contains(r, "mutatingwebhookconfigurations") || !strings.Contains(r, "remora") || strings.Contains(r, "pods") {
+		t.Errorf("ClusterRole rules: %s", r)
 	}
 
 	dep := objs["Deployment/remora-webhook"]
@@ -118,7 +90,8 @@ func TestRender(t *testing.T) {
 	}
 	args, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
 	all := toString(args)
-	for _, want := range []string{"--default-storage=s3://backups/?endpoint=minio.storage:9000&insecure=false", "--sidecar-mode=auto", "--namespace=remora-system"} {
+	for _, want := range []string{"--default-storage=s3://backups/?endpoint=minio.storage:9000&insecure=false", "--sidecar-mode=auto", "--namespace=remora-system",
+		"--tls-secret=remora-webhook-tls", "--webhook-config=remora", "--service=remora-webhook"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("webhook args lack %s: %s", want, all)
 		}
@@ -130,7 +103,7 @@ func TestRender(t *testing.T) {
 
 func TestRenderCertManager(t *testing.T) {
 	objs := render(t, "--set", "certManager.enabled=true")
-	if objs["Certificate/remora-webhook"] == nil || objs["Issuer/remora-selfsigned"] == nil || objs["Secret/remora-webhook-tls"] != nil {
+	if objs["Certificate/remora-webhook"] == nil || objs["Issuer/remora-selfsigned"] == nil || objs["Secret/remora-webhook-tls"] != nil || objs["Role/remora-webhook"] != nil {
 		t.Fatalf("objects: %v", keys(objs))
 	}
 	if a := objs["MutatingWebhookConfiguration/remora"].GetAnnotations()["cert-manager.io/inject-ca-from"]; a != "remora-system/remora-webhook" {

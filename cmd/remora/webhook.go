@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"remora.dev/remora/internal/kube"
 	"remora.dev/remora/webhook"
 )
 
@@ -27,17 +29,31 @@ type webhookCommand struct {
 	cpuRequest, memRequest, memLimit       string
 	logFormat, logLevel                    string
 	defaultStorage                         string
+	tlsSecret, webhookConfig, service      string
+	tlsHosts                               string
+	caValidity, certValidity, certCheck    string
+	kubeServer, kubeToken, kubeCA          string
 }
 
 func (w *webhookCommand) Run(ctx context.Context, args []string) error {
-	fs := w.env.newFlagSet("webhook", "webhook --tls-cert FILE --tls-key FILE [flags]")
+	fs := w.env.newFlagSet("webhook", "webhook [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [flags]")
 	stringFlag(fs, &w.listen, "listen", ":8443", "HTTPS address of /mutate")
-	stringFlag(fs, &w.certFile, "tls-cert", "/etc/remora/tls/tls.crt", "serving certificate (reloaded when it changes)")
-	stringFlag(fs, &w.keyFile, "tls-key", "/etc/remora/tls/tls.key", "serving key")
+	stringFlag(fs, &w.tlsSecret, "tls-secret", "", "keep the CA and serving certificate in this Secret of --namespace, publish the CA in the caBundle of --webhook-config and renew both (instead of --tls-cert/--tls-key)")
+	stringFlag(fs, &w.webhookConfig, "webhook-config", "remora", "MutatingWebhookConfiguration whose caBundle --tls-secret keeps")
+	stringFlag(fs, &w.service, "service", "remora-webhook", "the webhook's Service, named in the serving certificate")
+	stringFlag(fs, &w.tlsHosts, "tls-hosts", "", "more DNS names or IP addresses for the serving certificate, comma-separated")
+	stringFlag(fs, &w.caValidity, "ca-validity", "87600h", "lifetime of a CA made for --tls-secret (renewed after two thirds)")
+	stringFlag(fs, &w.certValidity, "cert-validity", "8760h", "lifetime of a serving certificate made for --tls-secret (renewed after two thirds)")
+	stringFlag(fs, &w.certCheck, "cert-check-interval", "1m", "how often --tls-secret is checked and renewed")
+	stringFlag(fs, &w.kubeServer, "kube-server", "", "API server URL (default: in-cluster)")
+	stringFlag(fs, &w.kubeToken, "kube-token-file", "", "bearer token file (default: the pod's service account)")
+	stringFlag(fs, &w.kubeCA, "kube-ca-file", "", "CA of the API server (default: the pod's service account)")
+	stringFlag(fs, &w.certFile, "tls-cert", "/etc/remora/tls/tls.crt", "serving certificate (reloaded when it changes), when --tls-secret is not set")
+	stringFlag(fs, &w.keyFile, "tls-key", "/etc/remora/tls/tls.key", "serving key, when --tls-secret is not set")
 	stringFlag(fs, &w.metricsAddr, "metrics-addr", ":9464", "address of /metrics, /healthz and /readyz")
 	stringFlag(fs, &w.image, "sidecar-image", "remora:latest", "image of the injected sidecar")
 	stringFlag(fs, &w.sidecarMode, "sidecar-mode", "auto", "auto, native (init container with restartPolicy Always) or classic")
-	stringFlag(fs, &w.native, "native-sidecars", "true", "whether the API server supports native sidecars (1.29+), for --sidecar-mode auto")
+	stringFlag(fs, &w.native, "native-sidecars", "auto", "whether the API server supports native sidecars (1.29+), for --sidecar-mode auto: auto asks the API server")
 	stringFlag(fs, &w.autoDetect, "auto-detect", "true", "inject pods whose image is a recognised database, without annotations")
 	stringFlag(fs, &w.namespace, "namespace", "remora-system", "the webhook's own namespace, never injected")
 	stringFlag(fs, &w.cpuRequest, "sidecar-cpu-request", "10m", "sidecar CPU request")
@@ -59,7 +75,7 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 		name string
 		v    string
 		p    *bool
-	}{{"native-sidecars", w.native, &cfg.NativeSupported}, {"auto-detect", w.autoDetect, &cfg.AutoDetect}} {
+	}{{"auto-detect", w.autoDetect, &cfg.AutoDetect}} {
 		v, err := strconv.ParseBool(b.v)
 		if err != nil {
 			return usageError{fmt.Sprintf("--%s=%q: want true or false", b.name, b.v)}
@@ -87,20 +103,74 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 	}
 	cfg.Resources = res
 
-	certs, err := webhook.NewCertReloader(w.certFile, w.keyFile, log)
-	if err != nil {
-		return err
+	durations := map[string]*time.Duration{}
+	for name, v := range map[string]string{"ca-validity": w.caValidity, "cert-validity": w.certValidity, "cert-check-interval": w.certCheck} {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return usageError{fmt.Sprintf("--%s=%q: want a duration such as 8760h", name, v)}
+		}
+		durations[name] = &d
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go certs.Watch(stop)
+
+	// The API server: for --tls-secret, and to learn whether it runs native sidecars.
+	client, kerr := kube.New(kube.Config{Server: w.kubeServer, TokenFile: w.kubeToken, CAFile: w.kubeCA})
+	if kerr != nil && w.tlsSecret != "" {
+		return fmt.Errorf("webhook: --tls-secret needs the API server: %w", kerr)
+	}
+	switch w.native {
+	case "true", "false":
+		cfg.NativeSupported = w.native == "true"
+	case "auto":
+		cfg.NativeSupported = true
+		if client == nil {
+			log.Warn("API server not reachable, assuming native sidecars (Kubernetes 1.29+)", "error", kerr)
+			break
+		}
+		vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		major, minor, err := client.Version(vctx)
+		cancel()
+		if err != nil {
+			log.Warn("cannot read the API server version, assuming native sidecars (Kubernetes 1.29+)", "error", err)
+			break
+		}
+		cfg.NativeSupported = major > 1 || minor >= 29
+		log.Info("API server version", "version", fmt.Sprintf("%d.%d", major, minor), "native_sidecars", cfg.NativeSupported)
+	default:
+		return usageError{fmt.Sprintf("--native-sidecars=%q: want auto, true or false", w.native)}
+	}
+
+	recycle := &webhook.Recycler{}
+	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	ready := func() bool { return true }
+	if w.tlsSecret != "" {
+		hosts := []string{w.service, w.service + "." + w.namespace, w.service + "." + w.namespace + ".svc", w.service + "." + w.namespace + ".svc.cluster.local"}
+		for _, h := range strings.Split(w.tlsHosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hosts = append(hosts, h)
+			}
+		}
+		cm := &webhook.CertManager{Client: client, Namespace: w.namespace, Secret: w.tlsSecret, WebhookConfig: w.webhookConfig,
+			Hosts: hosts, CAValidity: *durations["ca-validity"], CertValidity: *durations["cert-validity"], Log: log, OnChange: recycle.Rotated}
+		go cm.Run(ctx, *durations["cert-check-interval"])
+		getCert, ready = cm.GetCertificate, cm.Ready
+	} else {
+		certs, err := webhook.NewCertReloader(w.certFile, w.keyFile, log)
+		if err != nil {
+			return err
+		}
+		certs.OnChange = recycle.Rotated
+		stop := make(chan struct{})
+		defer close(stop)
+		go certs.Watch(stop)
+		getCert = certs.GetCertificate
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/mutate", webhook.NewHandler(cfg, log, reg))
-	srv := &http.Server{Addr: w.listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}}
+	srv := &http.Server{Addr: w.listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, ConnState: recycle.ConnState,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert}}
 	ln, err := net.Listen("tcp", w.listen)
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
@@ -108,7 +178,13 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 	mm := http.NewServeMux()
 	mm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mm.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	mm.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ready\n")) })
+	mm.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready() {
+			http.Error(w, "no serving certificate yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
 	metrics := &http.Server{Addr: w.metricsAddr, Handler: mm, ReadHeaderTimeout: 10 * time.Second}
 	go metrics.ListenAndServe()
 	defer metrics.Close()
