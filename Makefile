@@ -11,7 +11,7 @@ export REMORA_HELM ?= $(CURDIR)/bin/helm
 # outside the clone (hack/kube-binaries.sh).
 export REMORA_KUBE_BIN ?= $(shell hack/kube-binaries.sh --dir)
 
-.PHONY: all build deps kube-bins test vet demo bench clean
+.PHONY: all build deps kube-bins test vet demo bench clean image e2e
 
 all: build
 
@@ -35,12 +35,24 @@ kube-bins:
 vet:
 	@out=$$(gofmt -l . | grep -v '^tools/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e
 
 test: deps bin/versitygw bin/helm kube-bins vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 demo: deps bin/versitygw build
 	hack/demo.sh
+
+# The runtime image, built with podman; without a registry the base and the
+# builder are made locally (hack/image.sh, hack/podman-setup.sh).
+IMAGE ?= localhost/remora:dev
+image:
+	hack/image.sh $(IMAGE)
+
+# End to end: the pod a real API server stored through the webhook, run by
+# podman, backing up to versitygw on the host and restored inside the sidecar.
+e2e: deps bin/versitygw bin/helm kube-bins image
+	REMORA_IMAGE=$(IMAGE) $(GO) test -tags e2e -count=1 -v -timeout 20m ./e2e
 
 clean:
 	rm -rf bin

@@ -146,4 +146,3 @@ func parseCAsOnly(p []byte) []*x509.Certificate {
 	cas, _ := parseCAs(p, nil)
 	return cas
 }
-

@@ -229,29 +229,20 @@ func sidecar(pod *corev1.Pod, db *corev1.Container, driver, workload string, spe
 	if password != nil {
 		env = append(env, copyEnv(password, "REMORA_DB_PASSWORD"))
 	}
+	// The password reaches the agent as REMORA_DB_PASSWORD (and the user as
+	// REMORA_DB_USER), never inside the URL, so no character needs escaping.
 	switch driver {
 	case "postgres":
-		user := "postgres"
+		user := "postgres@"
 		if v := envVar(db, "POSTGRES_USER"); v != nil && password != nil && password.Name == "POSTGRES_PASSWORD" {
 			env = append(env, copyEnv(v, "REMORA_DB_USER"))
-			user = "$(REMORA_DB_USER)"
+			user = ""
 		}
-		if password != nil {
-			env = append(env, corev1.EnvVar{Name: "PGPASSWORD", Value: "$(REMORA_DB_PASSWORD)"})
-		}
-		env = append(env, corev1.EnvVar{Name: "REMORA_DSN", Value: fmt.Sprintf("postgres://%s@127.0.0.1:%d/postgres", user, containerPort(db, 5432))})
+		env = append(env, corev1.EnvVar{Name: "REMORA_DSN", Value: fmt.Sprintf("postgres://%s127.0.0.1:%d/postgres", user, containerPort(db, 5432))})
 	case "mysql":
-		auth := "root"
-		if password != nil {
-			auth = "root:$(REMORA_DB_PASSWORD)"
-		}
-		env = append(env, corev1.EnvVar{Name: "REMORA_DSN", Value: fmt.Sprintf("mysql://%s@127.0.0.1:%d/", auth, containerPort(db, 3306))})
+		env = append(env, corev1.EnvVar{Name: "REMORA_DSN", Value: fmt.Sprintf("mysql://root@127.0.0.1:%d/", containerPort(db, 3306))})
 	case "redis":
-		auth := ""
-		if password != nil {
-			auth = ":$(REMORA_DB_PASSWORD)@"
-		}
-		env = append(env, corev1.EnvVar{Name: "REMORA_DSN", Value: fmt.Sprintf("redis://%s127.0.0.1:%d", auth, containerPort(db, 6379))})
+		env = append(env, corev1.EnvVar{Name: "REMORA_DSN", Value: fmt.Sprintf("redis://127.0.0.1:%d", containerPort(db, 6379))})
 	}
 	if len(spec.Paths) > 0 {
 		env = append(env, corev1.EnvVar{Name: "REMORA_PATHS", Value: strings.Join(spec.Paths, ",")})

@@ -127,8 +127,11 @@ func TestMutateDeploymentClassic(t *testing.T) {
 	if v := env(c, "REMORA_WORKLOAD"); v.Value != "cache" {
 		t.Errorf("workload %q", v.Value)
 	}
-	if v := env(c, "REMORA_DSN"); v.Value != "redis://:$(REMORA_DB_PASSWORD)@127.0.0.1:6380" {
+	if v := env(c, "REMORA_DSN"); v.Value != "redis://127.0.0.1:6380" {
 		t.Errorf("dsn %q", v.Value)
+	}
+	if v := env(c, "REMORA_DB_PASSWORD"); v == nil || v.Value != "inline" {
+		t.Errorf("password not copied: %+v", v)
 	}
 }
 

@@ -185,6 +185,9 @@ func (s *S3) err(op, key string, err error) error {
 	if errors.As(err, &resp) {
 		switch resp.Code {
 		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
+			if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+				return fmt.Errorf("storage %s: %s: access denied (%s) with no AWS_ACCESS_KEY_ID set: in a pod, the storage Secret named by remora.dev/storage (default remora-storage) may be missing; else check the pod's cloud identity", s, what, resp.Code)
+			}
 			return fmt.Errorf("storage %s: %s: access denied (%s): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the pod's cloud identity", s, what, resp.Code)
 		case "NoSuchBucket":
 			return fmt.Errorf("storage %s: bucket %q does not exist: create it or fix the storage URL", s, s.bucket)

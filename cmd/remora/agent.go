@@ -46,7 +46,7 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	a.c.registerSecrets()
+	a.c.credentials()
 	log, err := a.c.logger(a.env)
 	if err != nil {
 		return err

@@ -50,7 +50,7 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(b.env.stderr, "no agent answers on %s: taking the backup here\n", b.socket)
 	}
-	b.c.registerSecrets()
+	b.c.credentials()
 	log, err := b.c.logger(b.env)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -152,9 +153,44 @@ func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
 	stringFlag(fs, &c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// registerSecrets masks the secrets this command knows of in all output.
-func (c *common) registerSecrets() {
+// credentials completes the DSN with REMORA_DB_USER and REMORA_DB_PASSWORD
+// when it names no user or password (the webhook passes the database
+// container's credentials so; any character is safe in them, where a URL
+// would need escaping), and masks the secrets in all output.
+func (c *common) credentials() {
+	c.dsn = withCredentials(c.dsn, os.Getenv("REMORA_DB_USER"), os.Getenv("REMORA_DB_PASSWORD"))
 	redact.AddURLPassword(c.dsn)
+}
+
+// withCredentials sets the user and password of a URL-style DSN where it has
+// none. Other DSNs (PostgreSQL's key=value form) are left as they are.
+func withCredentials(dsn, user, password string) string {
+	if dsn == "" || (user == "" && password == "") || !strings.Contains(dsn, "://") {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn // the driver reports the bad DSN
+	}
+	name, pw := "", ""
+	has := false
+	if u.User != nil {
+		name = u.User.Username()
+		pw, has = u.User.Password()
+	}
+	if name == "" {
+		name = user
+	}
+	if !has && password != "" {
+		pw, has = password, true
+	}
+	switch {
+	case has:
+		u.User = url.UserPassword(name, pw)
+	case name != "":
+		u.User = url.User(name)
+	}
+	return u.String()
 }
 
 func (c *common) logger(e *environment) (*slog.Logger, error) {

@@ -1,74 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/yaml"
 
 	"remora.dev/remora/internal/testenv"
 )
 
-// chartWebhookConfig renders the chart and returns its
-// MutatingWebhookConfiguration, pointed at url instead of the Service (there is
-// no cluster network here), as envtest does.
-func chartWebhookConfig(t *testing.T, url string, set ...string) map[string]any {
-	t.Helper()
-	args := []string{"template", "remora", filepath.Join(testenv.RepoRoot(), "charts", "remora"), "--namespace", "remora-system", "--kube-version", "1.37.2"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	out, err := exec.Command(testenv.Helm(t), args...).Output()
-	if err != nil {
-		t.Fatalf("helm template: %v", err)
-	}
-	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if m["kind"] != "MutatingWebhookConfiguration" {
-			continue
-		}
-		for _, h := range m["webhooks"].([]any) {
-			cc := h.(map[string]any)["clientConfig"].(map[string]any)
-			svc := cc["service"].(map[string]any)
-			delete(cc, "service")
-			cc["url"] = url + svc["path"].(string)
-		}
-		return m
-	}
-	t.Fatal("the chart has no MutatingWebhookConfiguration")
-	return nil
-}
-
-func kubeDo(t *testing.T, k *testenv.Kube, method, path string, in, out any) {
-	t.Helper()
-	if err := k.Client.Do(t.Context(), method, path, in, out); err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-}
-
 func namespace(t *testing.T, k *testenv.Kube, name string, labels map[string]string) {
 	t.Helper()
-	kubeDo(t, k, http.MethodPost, "/api/v1/namespaces", &corev1.Namespace{
+	k.Do(t, http.MethodPost, "/api/v1/namespaces", &corev1.Namespace{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, nil)
 }
 
@@ -182,8 +135,8 @@ func TestWebhookInCluster(t *testing.T) {
 	namespace(t, k, "remora-system", nil)
 	namespace(t, k, "shop", map[string]string{"remora.dev/injection": "enabled"})
 	namespace(t, k, "plain", nil)
-	cfg := chartWebhookConfig(t, fmt.Sprintf("https://127.0.0.1:%d", port))
-	kubeDo(t, k, http.MethodPost, "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", cfg, nil)
+	cfg := testenv.ChartWebhookConfig(t, fmt.Sprintf("https://127.0.0.1:%d", port))
+	k.Do(t, http.MethodPost, "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", cfg, nil)
 
 	// Certificates short enough to rotate during the test: a serving
 	// certificate lives 6 s (renewed after 4 s), a CA 15 s (after 10 s).
@@ -264,7 +217,7 @@ func TestWebhookInCluster(t *testing.T) {
 			serials[cert.SerialNumber.String()] = true
 			cas[cert.Issuer.CommonName] = true
 			var sec corev1.Secret
-			kubeDo(t, k, http.MethodGet, "/api/v1/namespaces/remora-system/secrets/remora-webhook-tls", nil, &sec)
+			k.Do(t, http.MethodGet, "/api/v1/namespaces/remora-system/secrets/remora-webhook-tls", nil, &sec)
 			maxBundle = max(maxBundle, countCerts(sec.Data["ca.crt"]))
 		}
 		if len(serials) < 4 || len(cas) < 2 || maxBundle < 2 {

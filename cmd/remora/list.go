@@ -40,7 +40,7 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("list takes no arguments, got %q", fs.Args())}
 	}
-	l.c.registerSecrets()
+	l.c.credentials()
 	st, err := l.c.openStorage(ctx, l.env)
 	if err != nil {
 		return err

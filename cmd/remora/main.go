@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Mask the secrets the environment holds before anything is printed.
 	redact.AddURLPassword(os.Getenv("REMORA_DSN"))
-	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"),
+	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv("REMORA_DB_PASSWORD"), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"),
 		os.Getenv("REMORA_SMTP_PASSWORD"), os.Getenv("REMORA_NOTIFY_WEBHOOK_URL"))
 	env := &environment{stdout: stdout, stderr: stderr}
 	var cmd command

@@ -55,7 +55,7 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if len(pos) > 1 || n != 1 {
 		return usageError{"say which backup to restore: one ID, or --latest, or --before TIME"}
 	}
-	r.c.registerSecrets()
+	r.c.credentials()
 	log, err := r.c.logger(r.env)
 	if err != nil {
 		return err

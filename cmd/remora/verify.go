@@ -27,7 +27,7 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	if len(pos) > 1 || len(pos) == 1 && v.all {
 		return usageError{"verify takes one backup ID, or --all, or nothing for the latest backup"}
 	}
-	v.c.registerSecrets()
+	v.c.credentials()
 	ids, err := backup.LoadIdentities(v.identity)
 	if err != nil {
 		return usageError{err.Error()}

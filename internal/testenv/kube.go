@@ -1,11 +1,13 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/yaml"
 
 	"remora.dev/remora/internal/kube"
 )
@@ -136,4 +140,48 @@ func Helm(t testing.TB) string {
 		Missing(t, "helm", "run `make bin/helm` or set REMORA_HELM")
 	}
 	return p
+}
+
+// ChartWebhookConfig renders the chart and returns its
+// MutatingWebhookConfiguration, pointed at url instead of the Service (there is
+// no cluster network here), as envtest does.
+func ChartWebhookConfig(t testing.TB, url string, set ...string) map[string]any {
+	t.Helper()
+	args := []string{"template", "remora", filepath.Join(RepoRoot(), "charts", "remora"), "--namespace", "remora-system", "--kube-version", "1.37.2"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := exec.Command(Helm(t), args...).Output()
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if m["kind"] != "MutatingWebhookConfiguration" {
+			continue
+		}
+		for _, h := range m["webhooks"].([]any) {
+			cc := h.(map[string]any)["clientConfig"].(map[string]any)
+			svc := cc["service"].(map[string]any)
+			delete(cc, "service")
+			cc["url"] = url + svc["path"].(string)
+		}
+		return m
+	}
+	t.Fatal("the chart has no MutatingWebhookConfiguration")
+	return nil
+}
+
+// Do calls the API server and fails the test on an error.
+func (k *Kube) Do(t testing.TB, method, path string, in, out any) {
+	t.Helper()
+	if err := k.Client.Do(t.Context(), method, path, in, out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
 }

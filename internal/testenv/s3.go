@@ -26,7 +26,13 @@ type S3 struct {
 
 // StartS3 starts versitygw with its posix backend in a temp dir. The binary
 // is found through REMORA_VERSITYGW, bin/versitygw or PATH.
-func StartS3(t testing.TB) *S3 {
+func StartS3(t testing.TB) *S3 { t.Helper(); return startS3(t, "127.0.0.1") }
+
+// StartS3Everywhere is StartS3 listening on every interface, for containers
+// that reach the host through a bridge; Endpoint still names 127.0.0.1.
+func StartS3Everywhere(t testing.TB) *S3 { t.Helper(); return startS3(t, "0.0.0.0") }
+
+func startS3(t testing.TB, host string) *S3 {
 	t.Helper()
 	bin := lookPath("REMORA_VERSITYGW", "versitygw")
 	if bin == "" {
@@ -45,7 +51,7 @@ func StartS3(t testing.TB) *S3 {
 	for try := 0; try < 3; try++ {
 		port := FreePort(t)
 		s := &S3{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), AccessKey: "remora-test", SecretKey: Canary, Region: "us-east-1", Dir: data}
-		cmd := exec.Command(bin, "--port", s.Endpoint, "--access", s.AccessKey, "--secret", s.SecretKey,
+		cmd := exec.Command(bin, "--port", fmt.Sprintf("%s:%d", host, port), "--access", s.AccessKey, "--secret", s.SecretKey,
 			"--region", s.Region, "--health", "/health", "--quiet", "posix", data)
 		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID=", "ROOT_SECRET_ACCESS_KEY=")
 		s.p = start(t, cmd, filepath.Join(dir, fmt.Sprintf("versitygw-%d.log", try)))

@@ -1,0 +1,34 @@
+# Remora: one image for the admission webhook and the injected sidecar. It
+# carries remora and the database client tools it drives: pg_dump, pg_restore
+# and psql (PostgreSQL 17, which dumps servers back to 9.2), mariadb-dump and
+# mariadb, redis-cli, and redis-server for online Redis restores.
+#
+#   docker build -t remora .          # or podman build; pulls from Docker Hub
+#   make image                        # the same file, with a base and a builder
+#                                     # made locally when no registry is reachable
+ARG BUILDER=docker.io/library/golang:1.26-trixie
+ARG BASE=docker.io/library/debian:trixie-slim
+
+FROM ${BUILDER} AS build
+ARG GOPROXY=https://proxy.golang.org,direct
+ARG VERSION=dev
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/root/go/pkg/mod go mod download
+COPY . .
+RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X remora.dev/remora/internal/version.version=${VERSION}" \
+      -o /out/remora ./cmd/remora
+
+FROM ${BASE}
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates postgresql-client mariadb-client redis-server redis-tools \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/*
+COPY --from=build /out/remora /usr/local/bin/remora
+# Non-root by default; the webhook gives the sidecar the database's user. Only
+# /tmp and /run/remora (emptyDirs in the pod) are written, so the root
+# filesystem can be read-only.
+USER 65532:65532
+ENTRYPOINT ["remora"]
+CMD ["agent"]
