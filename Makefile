@@ -11,7 +11,7 @@ export REMORA_HELM ?= $(CURDIR)/bin/helm
 # outside the clone (hack/kube-binaries.sh).
 export REMORA_KUBE_BIN ?= $(shell hack/kube-binaries.sh --dir)
 
-.PHONY: all build deps kube-bins test vet demo bench clean image e2e
+.PHONY: all build deps kube-bins test vet demo bench clean image e2e fuzz
 
 all: build
 
@@ -53,6 +53,16 @@ image:
 # podman, backing up to versitygw on the host and restored inside the sidecar.
 e2e: deps bin/versitygw bin/helm kube-bins image
 	REMORA_IMAGE=$(IMAGE) $(GO) test -tags e2e -count=1 -v -timeout 20m ./e2e
+
+# Every fuzz target for FUZZTIME each (default 5m); a crash is saved under the
+# package's testdata/fuzz and then runs with the regular tests.
+FUZZTIME ?= 5m
+FUZZ_TARGETS := ./agent/config:FuzzParse ./agent/config:FuzzReadFile ./agent/schedule:FuzzParse \
+	./agent/retention:FuzzPolicy ./agent/backup:FuzzManifest ./agent/storage:FuzzOpen ./webhook:FuzzAdmission
+fuzz:
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
+	  if ! $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) >$$out 2>&1; then cat $$out; exit 1; fi; \
+	  grep 'execs:' $$out | tail -1; done
 
 clean:
 	rm -rf bin

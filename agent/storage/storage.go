@@ -80,21 +80,23 @@ func Open(ctx context.Context, rawURL string) (Storage, error) {
 	case "s3":
 		return newS3FromURL(ctx, u)
 	default:
-		return nil, fmt.Errorf("%w %q: unknown scheme %q; want file:///path or s3://bucket/prefix", ErrBadURL, rawURL, u.Scheme)
+		return nil, fmt.Errorf("%w %q: unknown scheme %q; want file:///path or s3://bucket/prefix", ErrBadURL, redactURL(rawURL), u.Scheme)
 	}
 }
 
-// redactURL hides any user info in a URL that failed to parse or carried it.
+// redactURL hides whatever could be user info in a URL that failed to parse
+// or carried it: everything between "//" (or the start) and the last "@".
+// Over-masking an odd URL in an error is better than echoing a password.
 func redactURL(s string) string {
-	if i := strings.Index(s, "://"); i >= 0 {
-		rest := s[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if slash := strings.Index(rest, "/"); slash < 0 || at < slash {
-				return s[:i+3] + "xxxxx@" + rest[at+1:]
-			}
-		}
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
 	}
-	return s
+	start := 0
+	if i := strings.Index(s, "//"); i >= 0 && i < at {
+		start = i + 2
+	}
+	return s[:start] + "xxxxx" + s[at:]
 }
 
 // cleanKey checks a key given to a Storage method: relative, slash-separated,
