@@ -45,6 +45,8 @@ type S3 struct {
 	endpoint string
 	partSize int64
 	display  string
+	stall    time.Duration // a request that moves no data this long is retried
+	retries  int           // attempts after the first, for transient faults
 }
 
 var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
@@ -58,7 +60,7 @@ func newS3FromURL(ctx context.Context, u *url.URL) (*S3, error) {
 	if !bucketRE.MatchString(u.Host) {
 		return nil, bad("%q is not a valid bucket name", u.Host)
 	}
-	s := &S3{bucket: u.Host, endpoint: "s3.amazonaws.com", partSize: defaultPartSize}
+	s := &S3{bucket: u.Host, endpoint: "s3.amazonaws.com", partSize: defaultPartSize, stall: defaultStall, retries: defaultRetries}
 	if p := strings.Trim(u.Path, "/"); p != "" {
 		if cleanKey(p) != nil {
 			return nil, bad("invalid prefix %q", p)
@@ -110,8 +112,20 @@ func newS3FromURL(ctx context.Context, u *url.URL) (*S3, error) {
 				return nil, bad("part-size=%q: want a size from 5MiB to 5GiB, e.g. 16MiB", v)
 			}
 			s.partSize = n
+		case "timeout":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 100*time.Millisecond || d > time.Hour {
+				return nil, bad("timeout=%q: want a duration from 100ms to 1h, e.g. 60s", v)
+			}
+			s.stall = d
+		case "retries":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 20 {
+				return nil, bad("retries=%q: want 0 to 20", v)
+			}
+			s.retries = n
 		default:
-			return nil, bad("unknown option %q; known: endpoint, region, insecure, path-style, ca-file, part-size", k)
+			return nil, bad("unknown option %q; known: endpoint, region, insecure, path-style, ca-file, part-size, timeout, retries", k)
 		}
 	}
 	tr, err := minio.DefaultTransport(opts.Secure)
@@ -129,8 +143,10 @@ func newS3FromURL(ctx context.Context, u *url.URL) (*S3, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	tr.ResponseHeaderTimeout = s.stall
 	opts.Transport = tr
 	opts.Creds = s3Credentials()
+	opts.MaxRetries = 1 // retries are ours (retry.go): longer backoff, stall detection
 	core, err := minio.NewCore(s.endpoint, opts)
 	if err != nil {
 		return nil, bad("%v", err)
@@ -165,7 +181,11 @@ func (s *S3) String() string { return s.display }
 
 // Check reports whether the bucket exists and the credentials may use it.
 func (s *S3) Check(ctx context.Context) error {
-	ok, err := s.core.BucketExists(ctx, s.bucket)
+	var ok bool
+	err := s.retry(ctx, "check bucket", nil, func(ctx context.Context, _ io.Reader) (err error) {
+		ok, err = s.core.BucketExists(ctx, s.bucket)
+		return err
+	})
 	if err != nil {
 		return s.err("check bucket", "", err)
 	}
@@ -181,6 +201,14 @@ func (s *S3) err(op, key string, err error) error {
 	if key != "" {
 		what += " " + key
 	}
+	tries := ""
+	var re *retriedError
+	if errors.As(err, &re) {
+		tries = fmt.Sprintf(" (%d attempts)", re.n)
+	}
+	if errors.Is(err, errStalled) {
+		return fmt.Errorf("storage %s: %s: no data moved for %s%s: check the network, or raise timeout= in the storage URL for a slow link", s, what, s.stall, tries)
+	}
 	var resp minio.ErrorResponse
 	if errors.As(err, &resp) {
 		switch resp.Code {
@@ -195,12 +223,12 @@ func (s *S3) err(op, key string, err error) error {
 			return fmt.Errorf("storage %s: %s: wrong region: set region=... in the storage URL (%s)", s, what, resp.Message)
 		}
 		if resp.Code != "" {
-			return fmt.Errorf("storage %s: %s: %s: %s", s, what, resp.Code, resp.Message)
+			return fmt.Errorf("storage %s: %s: %s: %s%s", s, what, resp.Code, resp.Message, tries)
 		}
 	}
 	var nerr net.Error
 	if errors.As(err, &nerr) || errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("storage %s: %s: cannot reach %s: %v: check the endpoint and the network", s, what, s.endpoint, rootCause(err))
+		return fmt.Errorf("storage %s: %s: cannot reach %s%s: %v: check the endpoint and the network", s, what, s.endpoint, tries, rootCause(err))
 	}
 	return fmt.Errorf("storage %s: %s: %w", s, what, err)
 }
@@ -227,7 +255,11 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 		return 0, rerr
 	}
 	if rerr != nil { // the whole object fits in one part
-		if _, err := s.core.PutObject(ctx, s.bucket, obj, bytes.NewReader(buf[:n]), int64(n), "", "", minio.PutObjectOptions{}); err != nil {
+		err := s.retry(ctx, "put "+key, bytes.NewReader(buf[:n]), func(ctx context.Context, body io.Reader) error {
+			_, err := s.core.PutObject(ctx, s.bucket, obj, body, int64(n), "", "", minio.PutObjectOptions{})
+			return err
+		})
+		if err != nil {
 			return 0, s.err("put", key, err)
 		}
 		return int64(n), nil
@@ -243,7 +275,11 @@ type part struct {
 // putMultipart sends r in parts while the next part is read, so reading and
 // uploading overlap and at most two parts are held in memory.
 func (s *S3) putMultipart(ctx context.Context, key, obj string, first []byte, r io.Reader) (total int64, err error) {
-	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, minio.PutObjectOptions{})
+	var uploadID string
+	err = s.retry(ctx, "start upload "+key, nil, func(ctx context.Context, _ io.Reader) (err error) {
+		uploadID, err = s.core.NewMultipartUpload(ctx, s.bucket, obj, minio.PutObjectOptions{})
+		return err
+	})
 	if err != nil {
 		return 0, s.err("put", key, err)
 	}
@@ -251,7 +287,9 @@ func (s *S3) putMultipart(ctx context.Context, key, obj string, first []byte, r 
 		if err != nil {
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			_ = s.core.AbortMultipartUpload(actx, s.bucket, obj, uploadID)
+			_ = s.retry(actx, "abort upload "+key, nil, func(ctx context.Context, _ io.Reader) error {
+				return s.core.AbortMultipartUpload(ctx, s.bucket, obj, uploadID)
+			})
 		}
 	}()
 	ctx, cancel := context.WithCancel(ctx)
@@ -268,7 +306,11 @@ func (s *S3) putMultipart(ctx context.Context, key, obj string, first []byte, r 
 		var res result
 		for p := range toSend {
 			if res.err == nil {
-				op, err := s.core.PutObjectPart(ctx, s.bucket, obj, uploadID, p.num, bytes.NewReader(p.buf), int64(len(p.buf)), minio.PutObjectPartOptions{})
+				var op minio.ObjectPart
+				err := s.retry(ctx, fmt.Sprintf("put %s part %d", key, p.num), bytes.NewReader(p.buf), func(ctx context.Context, body io.Reader) (err error) {
+					op, err = s.core.PutObjectPart(ctx, s.bucket, obj, uploadID, p.num, body, int64(len(p.buf)), minio.PutObjectPartOptions{})
+					return err
+				})
 				if err != nil {
 					res.err = s.err("put", key, err)
 					cancel()
@@ -340,7 +382,11 @@ func (s *S3) putMultipart(ctx context.Context, key, obj string, first []byte, r 
 		return 0, ctx.Err()
 	}
 	sort.Slice(res.parts, func(i, j int) bool { return res.parts[i].PartNumber < res.parts[j].PartNumber })
-	if _, err := s.core.CompleteMultipartUpload(ctx, s.bucket, obj, uploadID, res.parts, minio.PutObjectOptions{}); err != nil {
+	err = s.retry(ctx, "complete upload "+key, nil, func(ctx context.Context, _ io.Reader) error {
+		_, err := s.core.CompleteMultipartUpload(ctx, s.bucket, obj, uploadID, res.parts, minio.PutObjectOptions{})
+		return err
+	})
+	if err != nil {
 		return 0, s.err("put", key, err)
 	}
 	return total, nil
@@ -350,21 +396,33 @@ func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := cleanKey(key); err != nil {
 		return nil, err
 	}
-	body, _, _, err := s.core.GetObject(ctx, s.bucket, s.prefix+key, minio.GetObjectOptions{})
+	r := &resuming{s: s, ctx: ctx, key: key, obj: s.prefix + key}
+	err := s.retry(ctx, "get "+key, nil, func(_ context.Context, _ io.Reader) error {
+		body, info, err := r.get(minio.GetObjectOptions{})
+		if err != nil {
+			return err
+		}
+		r.body, r.etag = body, info.ETag
+		return nil
+	})
 	if err != nil {
 		if isNotFound(err) {
 			return nil, notExist(key)
 		}
 		return nil, s.err("get", key, err)
 	}
-	return body, nil
+	return r, nil
 }
 
 func (s *S3) Stat(ctx context.Context, key string) (Object, error) {
 	if err := cleanKey(key); err != nil {
 		return Object{}, err
 	}
-	info, err := s.core.StatObject(ctx, s.bucket, s.prefix+key, minio.StatObjectOptions{})
+	var info minio.ObjectInfo
+	err := s.retry(ctx, "stat "+key, nil, func(ctx context.Context, _ io.Reader) (err error) {
+		info, err = s.core.StatObject(ctx, s.bucket, s.prefix+key, minio.StatObjectOptions{})
+		return err
+	})
 	if err != nil {
 		if isNotFound(err) {
 			return Object{}, notExist(key)
@@ -383,24 +441,41 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	if err := cleanKey(key); err != nil {
 		return err
 	}
-	if err := s.core.RemoveObject(ctx, s.bucket, s.prefix+key, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
+	err := s.retry(ctx, "delete "+key, nil, func(ctx context.Context, _ io.Reader) error {
+		return s.core.RemoveObject(ctx, s.bucket, s.prefix+key, minio.RemoveObjectOptions{})
+	})
+	if err != nil && !isNotFound(err) {
 		return s.err("delete", key, err)
 	}
 	return nil
 }
 
+// List walks the keys below prefix in order. A listing that breaks part way
+// resumes after the last key delivered, so fn sees each key once.
 func (s *S3) List(ctx context.Context, prefix string, fn func(Object) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for o := range s.core.Client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + prefix, Recursive: true}) {
-		if o.Err != nil {
-			return s.err("list", prefix, o.Err)
+	after := ""
+	var fnErr error
+	err := s.retry(ctx, "list "+prefix, nil, func(ctx context.Context, _ io.Reader) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for o := range s.core.Client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + prefix, Recursive: true, StartAfter: after}) {
+			if o.Err != nil {
+				return o.Err
+			}
+			after = o.Key
+			if fnErr = fn(Object{Key: strings.TrimPrefix(o.Key, s.prefix), Size: o.Size, ModTime: o.LastModified.UTC()}); fnErr != nil {
+				return nil
+			}
 		}
-		if err := fn(Object{Key: strings.TrimPrefix(o.Key, s.prefix), Size: o.Size, ModTime: o.LastModified.UTC()}); err != nil {
-			return err
-		}
+		return ctx.Err()
+	})
+	if fnErr != nil {
+		return fnErr
 	}
-	return ctx.Err()
+	if err != nil {
+		return s.err("list", prefix, err)
+	}
+	return nil
 }
 
 // parseSize reads sizes such as 8388608, 8MiB, 16MB or 1GiB.

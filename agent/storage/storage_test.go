@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"remora.dev/remora/agent/storage"
 	"remora.dev/remora/agent/storage/storagetest"
@@ -111,10 +112,11 @@ func TestCheckErrors(t *testing.T) {
 	})
 	t.Run("unreachable endpoint", func(t *testing.T) {
 		srv.SetEnv(t)
+		t.Cleanup(storage.SetBackoffUnit(time.Millisecond))
 		port := testenv.FreePort(t)
 		s, _ := storage.Open(ctx, fmt.Sprintf("s3://exists/p?endpoint=127.0.0.1:%d&insecure=true&region=us-east-1", port))
 		err := s.Check(ctx)
-		if err == nil || !strings.Contains(err.Error(), "cannot reach") {
+		if err == nil || !strings.Contains(err.Error(), "cannot reach") || !strings.Contains(err.Error(), "(6 attempts)") {
 			t.Fatalf("Check = %v", err)
 		}
 	})
