@@ -391,3 +391,28 @@ func TestSweepLeftovers(t *testing.T) {
 		})
 	}
 }
+
+// A backup asked for in the same second as the one before (a request right
+// after a scheduled run) takes the next second's ID instead of failing.
+func TestSameSecond(t *testing.T) {
+	for name, st := range storages(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := time.Now().UTC().Truncate(time.Second).Add(100 * time.Millisecond)
+			now := func() time.Time { return clock }
+			var ids []string
+			for range 3 {
+				src := &source{sizes: map[string]int{"db": 1000}}
+				res, err := Run(ctx, Options{Scope: scope, Driver: src, Now: now, Destinations: []Destination{{Storage: st}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, res.Manifest.ID)
+			}
+			entries, _ := List(ctx, st, scope)
+			if len(entries) != 3 || ids[0] == ids[1] || ids[1] == ids[2] || ids[0] >= ids[1] || ids[1] >= ids[2] {
+				t.Fatalf("three runs in one second: IDs %v, %d listed", ids, len(entries))
+			}
+		})
+	}
+}

@@ -162,9 +162,33 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		m.Encryption = &Encryption{Recipients: o.Recipients.Keys}
 		ext += ageExt
 	}
+	// IDs are to the second: a run that starts in the same second as the
+	// one before it (a backup asked for right after a scheduled one) takes
+	// the next second.
 	dir := m.dir()
-	for _, d := range live(dests) {
-		d.err = mustBeUnused(ctx, d.Storage, dir)
+	for try := 1; ; try++ {
+		used := false
+		for _, d := range live(dests) {
+			if err := mustBeUnused(ctx, d.Storage, dir); errors.Is(err, errDirUsed) && try < 4 {
+				used = true
+			} else if err != nil {
+				d.err = err
+			}
+		}
+		if !used {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Until(start.Truncate(time.Second).Add(time.Second))):
+		}
+		start = now().UTC()
+		if !start.After(m.Started.Truncate(time.Second).Add(time.Second - 1)) {
+			start = m.Started.Truncate(time.Second).Add(time.Second)
+		}
+		m.ID, m.Started = start.Format(IDFormat), start
+		dir = m.dir()
 	}
 	if err := allFailed(dests); err != nil {
 		return nil, err
@@ -304,13 +328,16 @@ func allFailed(dests []*dest) error {
 // maxWarnings bounds the warnings a manifest keeps.
 const maxWarnings = 100
 
-// mustBeUnused refuses to write into a backup directory that holds objects
-// (two runs started in the same second).
+// errDirUsed: a backup directory holds objects already (two runs started in
+// the same second).
+var errDirUsed = errors.New("another backup started in the same second")
+
+// mustBeUnused refuses to write into a backup directory that holds objects.
 func mustBeUnused(ctx context.Context, st storage.Storage, dir string) error {
 	used := errors.New("used")
 	err := st.List(ctx, dir, func(storage.Object) error { return used })
 	if errors.Is(err, used) {
-		return fmt.Errorf("backup: %s already holds objects: another backup started in the same second; try again", dir)
+		return fmt.Errorf("backup: %s already holds objects: %w", dir, errDirUsed)
 	}
 	return err
 }
