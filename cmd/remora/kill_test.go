@@ -56,7 +56,9 @@ func TestKillAnywhere(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := append(s3.Env(), "REMORA_STORAGE="+tc.url, "REMORA_DRIVER=postgres", "REMORA_DSN="+pg.DSN("postgres"),
 				"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd")
-			nextSecond := func() { time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond))) }
+			nextSecond := func() {
+				time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)))
+			}
 			nextSecond()
 			start := time.Now()
 			mustRemora(t, env, "backup")
