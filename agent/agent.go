@@ -366,6 +366,15 @@ func (a *Agent) backup(ctx context.Context, r *run) error {
 		r.result.Skipped = skip
 		return err
 	}
+	// A restore (or a `remora backup` run by hand without the agent) holds
+	// the pod's lock: this run does not start, and fails saying why.
+	if a.cfg.Socket != "" {
+		release, err := Lock(a.cfg.Socket)
+		if err != nil {
+			return fmt.Errorf("backup not started: %w in this pod (lock %s)", err, filepath.Join(filepath.Dir(a.cfg.Socket), LockName))
+		}
+		defer release()
+	}
 	if len(paths) > 0 && driver != files.Name {
 		if drv, err = files.Extra(drv, paths); err != nil {
 			return err

@@ -50,6 +50,11 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(b.env.stderr, "no agent answers on %s: taking the backup here\n", b.socket)
 	}
+	release, err := agent.Lock(b.socket)
+	if err != nil {
+		return fmt.Errorf("backup not started: %w in this pod", err)
+	}
+	defer release()
 	b.c.credentials()
 	log, err := b.c.logger(b.env)
 	if err != nil {

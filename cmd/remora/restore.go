@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"remora.dev/remora/agent"
 	"remora.dev/remora/agent/backup"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/drivers/files"
@@ -19,6 +21,7 @@ type restoreCommand struct {
 	yes       bool
 	noGlobals bool
 	identity  string
+	socket    string
 }
 
 func (r *restoreCommand) Run(ctx context.Context, args []string) error {
@@ -31,6 +34,7 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	choiceBool(fs, &r.yes, "yes", "allow overwriting existing databases and roles")
 	choiceBool(fs, &r.noGlobals, "no-globals", "in a full restore, leave roles and tablespaces alone")
 	identityFlag(fs, &r.identity)
+	stringFlag(fs, &r.socket, "socket", defaultSocket, "the agent's control socket; a restore never runs while the agent backs up")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -60,6 +64,20 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	release, err := agent.Lock(r.socket)
+	if errors.Is(err, agent.ErrBusy) {
+		msg := "a backup is running in this pod"
+		if c, derr := agent.Dial(r.socket); derr == nil {
+			if st, serr := c.Status(ctx); serr == nil && st.Running != nil {
+				msg = fmt.Sprintf("a backup is running in this pod (run %d, since %s)", st.Running.Run, st.Running.Started.UTC().Format("15:04:05"))
+			}
+		}
+		return fmt.Errorf("restore refused, nothing was changed: %s; wait for it to finish (remora status) and run the restore again", msg)
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
 	ids, err := backup.LoadIdentities(r.identity)
 	if err != nil {
 		return usageError{err.Error()}
