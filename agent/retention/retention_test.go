@@ -2,6 +2,8 @@ package retention
 
 import (
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +166,83 @@ func TestKeepTwoYears(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeepRandomPolicies: random policies, random gaps between runs (ten
+// minutes to three days) and random failure rates over two simulated years,
+// pruning after each success. The newest backup always survives, and the kept
+// set is exactly what the definition keeps of every backup ever taken, so no
+// backup the policy covers is ever deleted. REMORA_FAULT_SEED changes the
+// draw (make soak); the default is fixed.
+func TestKeepRandomPolicies(t *testing.T) {
+	seed := uint64(1)
+	if s := os.Getenv("REMORA_FAULT_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	rng := rand.New(rand.NewPCG(seed, 99))
+	checks := 0
+	for i := range 40 {
+		var p Policy
+		if rng.IntN(4) == 0 {
+			p.Last = 1 + rng.IntN(20)
+		} else {
+			for p.Days+p.Weeks+p.Months == 0 {
+				p = Policy{Days: rng.IntN(15), Weeks: rng.IntN(9), Months: rng.IntN(25)}
+			}
+		}
+		q, err := Parse(p.String())
+		if err != nil || q != p {
+			t.Fatalf("policy %+v does not round-trip: %q %+v %v", p, p.String(), q, err)
+		}
+		failRate := rng.Float64() * 0.5
+		maxGap := time.Duration(10+rng.IntN(3*24*60-10)) * time.Minute
+		start := at("2025-01-01T00:00:00Z").Add(time.Duration(rng.IntN(24*60)) * time.Minute)
+		var stored, all []time.Time
+		lastDay := time.Time{}
+		for now := start; now.Before(start.AddDate(2, 0, 0)); now = now.Add(time.Minute + time.Duration(rng.Int64N(int64(maxGap)))) {
+			if rng.Float64() < failRate {
+				continue
+			}
+			stored = append(stored, now)
+			all = append(all, now)
+			var next []time.Time
+			for i, k := range p.Keep(stored, now) {
+				if k {
+					next = append(next, stored[i])
+				}
+			}
+			stored = next
+			if !stored[len(stored)-1].Equal(now) {
+				t.Fatalf("policy %s, %s: the newest backup was deleted", p, now)
+			}
+			if day := now.Truncate(24 * time.Hour); day.Equal(lastDay) {
+				continue // the definition is checked once a simulated day
+			} else {
+				lastDay = day
+			}
+			var want map[time.Time]bool
+			if p.Last > 0 {
+				want = map[time.Time]bool{}
+				for _, b := range all[max(0, len(all)-p.Last):] {
+					want[b] = true
+				}
+			} else {
+				horizon := now.AddDate(0, -p.Months-1, -7*p.Weeks-p.Days-1)
+				for len(all) > 1 && all[0].Before(horizon) {
+					all = all[1:]
+				}
+				want = oracle(p, all, now)
+			}
+			checks++
+			if len(stored) != len(want) {
+				t.Fatalf("policy %s (case %d), %s: kept %d, the definition keeps %d", p, i, now, len(stored), len(want))
+			}
+			for _, s := range stored {
+				if !want[s] {
+					t.Fatalf("policy %s (case %d), %s: kept %s, which the definition does not", p, i, now, s)
+				}
+			}
+		}
+	}
+	t.Logf("seed %d: 40 random policies, %d checks against the definition", seed, checks)
 }
