@@ -10,9 +10,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -120,5 +123,38 @@ func TestServer(t *testing.T) {
 	}
 	if !strings.Contains(dirOf("/a/b/c"), "/a/b/") {
 		t.Error("dirOf")
+	}
+}
+
+// The handler's logs never carry a credential, even one a pod writes as a
+// literal value, and a pod that refers to its Secret gets a patch that only
+// refers to it too.
+func TestNoSecretsFromAdmission(t *testing.T) {
+	const canary = "Canary-s3cr3t-9f4b2e"
+	var logs bytes.Buffer
+	h := NewHandler(goldenConfig(), slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), prometheus.NewRegistry())
+	for _, literal := range []bool{false, true} {
+		pod := postgresPod()
+		if literal {
+			pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: "POSTGRES_USER", Value: "u-" + canary})
+			pod.Annotations["remora.dev/schedule"] = "not a schedule" // a denial, logged
+		}
+		obj, _ := json.Marshal(pod)
+		body, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+			"request": map[string]any{"uid": "u", "kind": map[string]any{"kind": "Pod", "version": "v1"}, "operation": "CREATE",
+				"namespace": "shop", "name": pod.Name, "object": json.RawMessage(obj)}})
+		req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("status %d", rec.Code)
+		}
+		if !literal && strings.Contains(rec.Body.String(), canary) {
+			t.Errorf("the patch for a pod that refers to its Secret carries the secret")
+		}
+	}
+	if strings.Contains(logs.String(), canary) {
+		t.Errorf("the webhook logged a credential:\n%s", logs.String())
 	}
 }

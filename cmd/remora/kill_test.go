@@ -184,6 +184,13 @@ func TestKillAnywhere(t *testing.T) {
 				if !listedDirs[dirOf(o.Key)] {
 					t.Errorf("left after the sweep: %s", o.Key)
 				}
+				if strings.HasSuffix(o.Key, ".json") { // manifests and verification records
+					if rc, err := st.Open(ctx, o.Key); err == nil {
+						b, _ := io.ReadAll(rc)
+						rc.Close()
+						noCanary(t, o.Key, string(b))
+					}
+				}
 				return nil
 			})
 			if tc.name == "s3" {
