@@ -11,7 +11,7 @@ export REMORA_HELM ?= $(CURDIR)/bin/helm
 # outside the clone (hack/kube-binaries.sh).
 export REMORA_KUBE_BIN ?= $(shell hack/kube-binaries.sh --dir)
 
-.PHONY: all build deps kube-bins test vet demo bench clean image e2e fuzz
+.PHONY: all build deps kube-bins test vet demo bench clean image e2e fuzz soak
 
 all: build
 
@@ -63,6 +63,20 @@ fuzz:
 	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
 	  if ! $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) >$$out 2>&1; then cat $$out; exit 1; fi; \
 	  grep 'execs:' $$out | tail -1; done
+
+# The random fault tests with a fresh seed each round (printed, to replay a
+# failure with REMORA_FAULT_SEED=N) and more kill points: SOAK_ROUNDS rounds.
+SOAK_ROUNDS ?= 3
+soak: deps bin/versitygw
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for i in $$(seq $(SOAK_ROUNDS)); do \
+	  seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); echo "== round $$i: REMORA_FAULT_SEED=$$seed"; \
+	  for t in './cmd/remora TestKillAnywhere|TestBackupThroughFaultyNetwork' './agent/retention TestKeepRandomPolicies'; do \
+	    set -- $$t; \
+	    if ! REMORA_FAULT_SEED=$$seed REMORA_KILL_POINTS=$${REMORA_KILL_POINTS:-100} $(GO) test -count=1 -timeout 60m -v -run "$$2" $$1 >$$out 2>&1; then \
+	      cat $$out; echo "soak: failed with REMORA_FAULT_SEED=$$seed"; exit 1; fi; \
+	    grep -E '^(--- |ok )|_test.go:' $$out; \
+	  done; \
+	done
 
 clean:
 	rm -rf bin
