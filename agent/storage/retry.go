@@ -60,10 +60,11 @@ func retryable(err error) bool {
 
 // retry runs fn until it succeeds, fails for good, or s.retries more attempts
 // have failed, waiting 1 s, 2 s, 4 s, ... (with jitter, at most 30 s) between
-// attempts. Each attempt gets its own context; body, when not nil, is
-// rewound before each and watched: an attempt during which it is not read
-// for s.stall is cancelled and counts as a transient fault.
-func (s *S3) retry(ctx context.Context, op string, body *bytes.Reader, fn func(ctx context.Context, body io.Reader) error) error {
+// attempts. Each attempt gets its own context and its own reader of body
+// (when not nil: the transport of an abandoned attempt may still be reading
+// its reader), watched: an attempt during which it is not read for s.stall is
+// cancelled and counts as a transient fault.
+func (s *S3) retry(ctx context.Context, op string, body []byte, fn func(ctx context.Context, body io.Reader) error) error {
 	var err error
 	for attempt := 0; ; attempt++ {
 		err = s.attempt(ctx, body, fn)
@@ -88,16 +89,14 @@ func (s *S3) retry(ctx context.Context, op string, body *bytes.Reader, fn func(c
 	}
 }
 
-func (s *S3) attempt(ctx context.Context, body *bytes.Reader, fn func(ctx context.Context, body io.Reader) error) error {
+func (s *S3) attempt(ctx context.Context, body []byte, fn func(ctx context.Context, body io.Reader) error) error {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if body == nil {
 		return fn(actx, nil)
 	}
-	if _, err := body.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	w := &watched{r: body}
+	w := &watched{r: bytes.NewReader(body)}
+	w.left.Store(int64(len(body)))
 	w.touch()
 	done := make(chan struct{})
 	defer close(done)
@@ -111,7 +110,7 @@ func (s *S3) attempt(ctx context.Context, body *bytes.Reader, fn func(ctx contex
 			case <-tick.C:
 				// Once the body is all read, the transport's response
 				// timeout (the same length) takes over.
-				if w.r.Len() > 0 && time.Since(time.Unix(0, w.last.Load())) > s.stall {
+				if w.left.Load() > 0 && time.Since(time.Unix(0, w.last.Load())) > s.stall {
 					cancel(errStalled)
 					return
 				}
@@ -136,8 +135,9 @@ func (e *retriedError) Unwrap() error { return e.err }
 
 // watched is a request body that records when it was last read.
 type watched struct {
-	r    *bytes.Reader
-	last atomic.Int64
+	r    *bytes.Reader // read by the transport's goroutine only
+	last atomic.Int64  // when it was last read
+	left atomic.Int64  // bytes not read yet
 }
 
 func (w *watched) touch() { w.last.Store(time.Now().UnixNano()) }
@@ -147,11 +147,16 @@ func (w *watched) Read(p []byte) (int, error) {
 	if n > 0 {
 		w.touch()
 	}
+	w.left.Store(int64(w.r.Len()))
 	return n, err
 }
 
 // Seek lets minio-go rewind the body (and treat it as resendable).
-func (w *watched) Seek(off int64, whence int) (int64, error) { return w.r.Seek(off, whence) }
+func (w *watched) Seek(off int64, whence int) (int64, error) {
+	n, err := w.r.Seek(off, whence)
+	w.left.Store(int64(w.r.Len()))
+	return n, err
+}
 
 // resuming reads an object and, when the connection breaks or stalls part
 // way, asks again for the rest (a range request pinned to the same ETag, so
@@ -169,14 +174,15 @@ type resuming struct {
 	req    context.Context         // the current request's
 	cancel context.CancelCauseFunc // and its cancel
 	last   atomic.Int64            // when a byte last arrived
-	done   chan struct{}
+	done   chan struct{}           // closed by Close: stops watch
+	once   sync.Once
 }
 
 // get starts a request for the object from r.off, watched for stalls.
 func (r *resuming) get(opts minio.GetObjectOptions) (io.ReadCloser, minio.ObjectInfo, error) {
 	if r.done == nil {
 		r.done = make(chan struct{})
-		go r.watch()
+		go r.watch(r.done)
 	}
 	ctx, cancel := context.WithCancelCause(r.ctx)
 	r.last.Store(time.Now().UnixNano())
@@ -202,12 +208,12 @@ func (r *resuming) stalled() bool {
 }
 
 // watch cancels the current request when no byte arrived for the timeout.
-func (r *resuming) watch() {
+func (r *resuming) watch(done <-chan struct{}) {
 	tick := time.NewTicker(max(r.s.stall/10, 10*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
-		case <-r.done:
+		case <-done:
 			return
 		case <-tick.C:
 			if time.Since(time.Unix(0, r.last.Load())) > r.s.stall {
@@ -268,8 +274,7 @@ func (r *resuming) Read(p []byte) (int, error) {
 
 func (r *resuming) Close() error {
 	if r.done != nil {
-		close(r.done)
-		r.done = nil
+		r.once.Do(func() { close(r.done) })
 	}
 	r.mu.Lock()
 	if r.cancel != nil {

@@ -255,7 +255,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 		return 0, rerr
 	}
 	if rerr != nil { // the whole object fits in one part
-		err := s.retry(ctx, "put "+key, bytes.NewReader(buf[:n]), func(ctx context.Context, body io.Reader) error {
+		err := s.retry(ctx, "put "+key, buf[:n], func(ctx context.Context, body io.Reader) error {
 			_, err := s.core.PutObject(ctx, s.bucket, obj, body, int64(n), "", "", minio.PutObjectOptions{})
 			return err
 		})
@@ -305,9 +305,11 @@ func (s *S3) putMultipart(ctx context.Context, key, obj string, first []byte, r 
 	go func() {
 		var res result
 		for p := range toSend {
+			attempts := 0
 			if res.err == nil {
 				var op minio.ObjectPart
-				err := s.retry(ctx, fmt.Sprintf("put %s part %d", key, p.num), bytes.NewReader(p.buf), func(ctx context.Context, body io.Reader) (err error) {
+				err := s.retry(ctx, fmt.Sprintf("put %s part %d", key, p.num), p.buf, func(ctx context.Context, body io.Reader) (err error) {
+					attempts++
 					op, err = s.core.PutObjectPart(ctx, s.bucket, obj, uploadID, p.num, body, int64(len(p.buf)), minio.PutObjectPartOptions{})
 					return err
 				})
@@ -317,6 +319,9 @@ func (s *S3) putMultipart(ctx context.Context, key, obj string, first []byte, r 
 				} else {
 					res.parts = append(res.parts, minio.CompletePart{PartNumber: p.num, ETag: op.ETag})
 				}
+			}
+			if attempts > 1 {
+				continue // an abandoned attempt's transport may still read this buffer
 			}
 			select {
 			case free <- p.buf[:cap(p.buf)]:
