@@ -23,7 +23,10 @@ func FuzzOpen(f *testing.F) {
 		st, err := Open(ctx, raw)
 		if err != nil {
 			if u, perr := url.Parse(raw); perr == nil && u.User != nil {
-				if pw, ok := u.User.Password(); ok && len(pw) >= 4 && strings.Contains(err.Error(), pw) {
+				// (A password that also appears elsewhere in the URL, as
+				// "//:0000@0000" has it, cannot be told apart.)
+				rest := strings.Replace(raw, u.User.String()+"@", "@", 1)
+				if pw, ok := u.User.Password(); ok && len(pw) >= 4 && !strings.Contains(rest, pw) && strings.Contains(err.Error(), pw) {
 					t.Fatalf("error repeats the URL's password: %v", err)
 				}
 			}

@@ -174,8 +174,8 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("exit %d, want %d: %s", r.code, tc.code, r)
 			}
 			msg := r.stderr
-			if i := strings.LastIndex(msg, "\nremora: "); i >= 0 && tc.code == 2 {
-				msg = msg[i+1:] // usage text comes before the error line
+			if i := strings.LastIndex(msg, "\nremora: "); i >= 0 && (tc.code == 2 || strings.Contains(msg[:i], "retrying")) {
+				msg = msg[i+1:] // usage text, or the retries' warnings, come before the error line
 			}
 			msg = strings.TrimSpace(msg)
 			if strings.Count(msg, "\n") != 0 || !strings.HasPrefix(msg, "remora: ") {

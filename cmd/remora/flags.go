@@ -199,13 +199,19 @@ func (c *common) logger(e *environment) (*slog.Logger, error) {
 		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)}
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
 	switch c.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+		log = slog.New(slog.NewTextHandler(e.stderr, opts))
 	case "json":
-		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+		log = slog.New(slog.NewJSONHandler(e.stderr, opts))
+	default:
+		return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", c.logFormat)}
 	}
-	return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", c.logFormat)}
+	// Packages that log on their own (the storage's retries) use the same
+	// format, level and masked output.
+	slog.SetDefault(log)
+	return log, nil
 }
 
 // identityFlag defines --identity, the age identity file that decrypts

@@ -41,6 +41,9 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 		return usageError{fmt.Sprintf("list takes no arguments, got %q", fs.Args())}
 	}
 	l.c.credentials()
+	if _, err := l.c.logger(l.env); err != nil {
+		return err
+	}
 	st, err := l.c.openStorage(ctx, l.env)
 	if err != nil {
 		return err

@@ -28,6 +28,9 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 		return usageError{"verify takes one backup ID, or --all, or nothing for the latest backup"}
 	}
 	v.c.credentials()
+	if _, err := v.c.logger(v.env); err != nil {
+		return err
+	}
 	ids, err := backup.LoadIdentities(v.identity)
 	if err != nil {
 		return usageError{err.Error()}
