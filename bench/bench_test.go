@@ -6,6 +6,7 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +19,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"filippo.io/age"
+	"github.com/minio/minio-go/v7"
 
 	"remora.dev/remora/internal/testenv"
 )
@@ -141,9 +145,30 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// BenchmarkPostgresBackup: remora backup to S3 and to a directory, beside
-// pg_dump -Fc -Z0 > /dev/null (the limit) and the shell pipeline
-// pg_dump | zstd > file.
+// rcloneEnv configures rclone's remote "s3:" for the test server, as an
+// operator's shell pipeline would upload.
+func rcloneEnv(s3 *testenv.S3) []string {
+	return []string{"RCLONE_CONFIG_S3_TYPE=s3", "RCLONE_CONFIG_S3_PROVIDER=Other", "RCLONE_CONFIG_S3_ENDPOINT=http://" + s3.Endpoint,
+		"RCLONE_CONFIG_S3_ACCESS_KEY_ID=" + s3.AccessKey, "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY=" + s3.SecretKey,
+		"RCLONE_CONFIG_S3_REGION=" + s3.Region, "RCLONE_CONFIG_S3_FORCE_PATH_STYLE=true"}
+}
+
+// stored sums the sizes of the objects below prefix in the bucket.
+func stored(b *testing.B, s3 *testenv.S3, bucket, prefix string) int64 {
+	var n int64
+	for o := range s3.Client(b).ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if strings.HasSuffix(o.Key, ".json") {
+			continue
+		}
+		n += o.Size
+	}
+	return n
+}
+
+// BenchmarkPostgresBackup: remora backup beside pg_dump -Fc -Z0 > /dev/null
+// (the limit), the shell pipeline an operator would write (pg_dump | zstd |
+// rclone rcat), and the CronJob practice Remora replaces (dump to a file,
+// gzip it, upload it), all to the same S3 server.
 func BenchmarkPostgresBackup(b *testing.B) {
 	mib := envInt("REMORA_BENCH_MIB", 1200)
 	rounds := envInt("REMORA_BENCH_ROUNDS", 3)
@@ -164,36 +189,62 @@ func BenchmarkPostgresBackup(b *testing.B) {
 	env = append(env, "REMORA_DRIVER=postgres", "REMORA_DSN="+pg.DSN("postgres"), "REMORA_DATABASES=bench",
 		"REMORA_NAMESPACE=bench", "REMORA_WORKLOAD=db-0", "REMORA_LOG_LEVEL=warn")
 	pgDump := filepath.Join(pg.Bin, "pg_dump")
-	zstd, _ := exec.LookPath("zstd")
+	pgEnv := append(os.Environ(), "PGHOST="+pg.SocketDir, "PGPORT="+strconv.Itoa(pg.Port), "PGUSER=postgres")
+	shell := func(script string, extra ...string) func(int) *exec.Cmd {
+		return func(round int) *exec.Cmd {
+			c := exec.Command("bash", "-o", "pipefail", "-c", strings.NewReplacer("{round}", strconv.Itoa(round), "{out}", out, "{pg_dump}", pgDump).Replace(script))
+			c.Env = append(append(pgEnv, extra...), rcloneEnv(s3)...)
+			return c
+		}
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ageKey := id.Recipient().String()
 
 	type contender struct {
-		name string
-		cmd  func() *exec.Cmd
+		name   string
+		cmd    func(round int) *exec.Cmd
+		prefix string // where it stores, for the stored size
+		need   string // a tool it needs
 	}
 	contenders := []contender{
-		{"pg_dump -Fc -Z0 > /dev/null (limit)", func() *exec.Cmd {
+		{name: "pg_dump -Fc -Z0 > /dev/null (limit)", cmd: func(int) *exec.Cmd {
 			c := pg.Command("pg_dump", "-Fc", "-Z0", "-d", "bench")
 			c.Path = pgDump
 			return c
 		}},
-		{"remora backup -> S3 (zstd)", func() *exec.Cmd {
+		{name: "remora backup -> S3 (zstd)", prefix: "r/", cmd: func(int) *exec.Cmd {
 			c := exec.Command(remora, "backup", "--storage", s3.URL("bench", "r"))
 			c.Env = env
 			return c
 		}},
-		{"remora backup -> file:// (zstd)", func() *exec.Cmd {
+		{name: "remora backup -> S3 (zstd, age)", prefix: "age/", cmd: func(int) *exec.Cmd {
+			c := exec.Command(remora, "backup", "--storage", s3.URL("bench", "age"), "--encrypt-to", ageKey)
+			c.Env = env
+			return c
+		}},
+		{name: "pg_dump | zstd -3 | rclone rcat (pipeline)", prefix: "pipe/", need: "rclone",
+			cmd: shell("{pg_dump} -Fc -Z0 -d bench | zstd -q -3 | rclone rcat s3:bench/pipe/{round}.dump.zst")},
+		{name: "pg_dump > file; gzip; rclone copy (CronJob)", prefix: "cron/", need: "rclone",
+			cmd: shell("{pg_dump} -Fc -Z0 -d bench -f {out}/cron.dump && gzip -6 -f {out}/cron.dump && rclone copyto {out}/cron.dump.gz s3:bench/cron/{round}.dump.gz && rm -f {out}/cron.dump.gz")},
+		{name: "remora backup -> file:// (zstd)", cmd: func(int) *exec.Cmd {
 			c := exec.Command(remora, "backup", "--storage", "file://"+out)
 			c.Env = env
 			return c
 		}},
 	}
-	if zstd != "" {
-		contenders = append(contenders, contender{"pg_dump -Fc -Z0 | zstd -3 > file", func() *exec.Cmd {
-			c := exec.Command("bash", "-o", "pipefail", "-c", fmt.Sprintf("%s -Fc -Z0 -d bench | %s -q -3 > %s/pipe.zst", pgDump, zstd, out))
-			c.Env = append(os.Environ(), "PGHOST="+pg.SocketDir, "PGPORT="+strconv.Itoa(pg.Port), "PGUSER=postgres")
-			return c
-		}})
-	}
+	contenders = slices.DeleteFunc(contenders, func(c contender) bool {
+		if c.need == "" {
+			return false
+		}
+		if _, err := exec.LookPath(c.need); err != nil {
+			fmt.Printf("skipping %q: %s is not installed\n", c.name, c.need)
+			return true
+		}
+		return false
+	})
 
 	walls := make([][]time.Duration, len(contenders))
 	own := make([]int64, len(contenders))
@@ -201,7 +252,7 @@ func BenchmarkPostgresBackup(b *testing.B) {
 	b.ResetTimer()
 	for round := 0; round < rounds; round++ {
 		for i, c := range contenders {
-			cmd := c.cmd()
+			cmd := c.cmd(round)
 			if cmd.Stdout == nil {
 				cmd.Stdout = io.Discard
 			}
@@ -215,9 +266,13 @@ func BenchmarkPostgresBackup(b *testing.B) {
 	b.StopTimer()
 	limit := median(walls[0])
 	fmt.Printf("\nPostgreSQL backup: database of %s (%d MiB requested), %d rounds, median wall time\n", size, mib, rounds)
-	fmt.Printf("%-40s %10s %8s %18s %22s\n", "contender", "wall", "ratio", "peak RSS (itself)", "peak RSS (any child)")
+	fmt.Printf("%-46s %10s %8s %18s %22s %14s\n", "contender", "wall", "ratio", "peak RSS (itself)", "peak RSS (any child)", "stored/round")
 	for i, c := range contenders {
-		fmt.Printf("%-40s %10s %7.2fx %14.1f MiB %18.1f MiB\n", c.name, median(walls[i]).Round(10*time.Millisecond),
-			float64(median(walls[i]))/float64(limit), float64(own[i])/1024, float64(largest[i])/1024)
+		st := ""
+		if c.prefix != "" {
+			st = fmt.Sprintf("%.1f MiB", float64(stored(b, s3, "bench", c.prefix))/float64(rounds)/(1<<20))
+		}
+		fmt.Printf("%-46s %10s %7.2fx %14.1f MiB %18.1f MiB %14s\n", c.name, median(walls[i]).Round(10*time.Millisecond),
+			float64(median(walls[i]))/float64(limit), float64(own[i])/1024, float64(largest[i])/1024, st)
 	}
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Remora's demo and tests need on Debian/Ubuntu, if missing:
 # the PostgreSQL, MariaDB and Redis servers and client tools, zstd and age (the tests restore with
-# them alone), and curl and python3 for the demo script. Go itself must already
+# them alone), curl and python3 for the demo script, and rclone for make bench. Go itself must already
 # be installed (https://go.dev/doc/install).
 set -euo pipefail
 
@@ -17,6 +17,7 @@ have redis-cli && have redis-check-rdb || missing+=(redis-tools)
 have age || missing+=(age)
 have curl || missing+=(curl ca-certificates)
 have python3 || missing+=(python3)
+have rclone || missing+=(rclone) # make bench: the operator's shell pipeline uploads with it
 
 if ! have go; then
   echo "install-deps: Go is not installed; see https://go.dev/doc/install" >&2
