@@ -19,6 +19,7 @@ import (
 // before it touches anything; a hand-run `remora backup` without the agent
 // refuses while the pod's lock is held.
 func TestOneThingAtATime(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	seedRandom(t, pg, "rnd", 8)
 	s3 := testenv.StartS3(t)
@@ -85,6 +86,7 @@ func TestOneThingAtATime(t *testing.T) {
 }
 
 func TestLock(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	release, err := agent.Lock(sock)
 	if err != nil {

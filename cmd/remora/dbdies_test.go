@@ -16,6 +16,7 @@ import (
 // run is left, and retention (last=1) deletes nothing: the earlier backup is
 // still listed and verifies.
 func TestDatabaseDiesMidDump(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	seedRandom(t, pg, "rnd", 64)
 	volume := t.TempDir()

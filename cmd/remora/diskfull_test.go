@@ -26,6 +26,7 @@ func tmpfs(t *testing.T, size string) string {
 // earlier backup is intact and still restores, and once there is room again
 // the next backup succeeds.
 func TestDiskFull(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	dir := tmpfs(t, "24m")
 	seedRandom(t, pg, "rnd", 6)

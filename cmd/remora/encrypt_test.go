@@ -18,6 +18,7 @@ import (
 // without the identity; verify passes without it; restore needs it and then
 // gives identical data; and age -d | zstd -d | pg_restore does the same.
 func TestEncryptedBackup(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")
@@ -113,6 +114,7 @@ func TestEncryptedBackup(t *testing.T) {
 
 // TestGzip: --compression gzip round-trips and gzip -d | pg_restore reads it.
 func TestGzip(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	seedOdd(t, pg, "odd")
 	want := checksums(t, pg, "odd")

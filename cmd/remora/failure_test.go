@@ -45,6 +45,7 @@ func seedRandom(t *testing.T, pg *testenv.Postgres, db string, mib int) {
 // TestKillMidUpload kills `remora backup` with SIGKILL while an object is being
 // uploaded: list shows nothing new, and the next backup succeeds.
 func TestKillMidUpload(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")
@@ -127,6 +128,7 @@ func TestKillMidUpload(t *testing.T) {
 // TestBadInput: every mistake gives one clear line, a non-zero exit, no
 // secret, and nothing that list would show.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")
@@ -249,6 +251,7 @@ func TestInterrupted(t *testing.T) {
 
 // TestSocketDSN backs up over the unix socket: postgres://user@/db?host=/dir.
 func TestSocketDSN(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	env := []string{"REMORA_STORAGE=file://" + t.TempDir(), "REMORA_DRIVER=postgres",
 		"REMORA_DSN=postgres://postgres@/postgres?host=" + pg.SocketDir + "&port=" + fmt.Sprint(pg.Port),
@@ -262,6 +265,7 @@ func TestSocketDSN(t *testing.T) {
 // TestSeveralDestinations: --storage repeated, each with its own retention
 // after '#'; list reads the first unless told otherwise.
 func TestSeveralDestinations(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "offsite")

@@ -117,6 +117,7 @@ func sameTree(t *testing.T, what string, want, got map[string]string) {
 // TestFilesRoundTrip archives a tree to S3 and to a directory, restores it
 // with --into, in place with --yes, and with zstd -d | tar -x alone.
 func TestFilesRoundTrip(t *testing.T) {
+	t.Parallel()
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")
 	src := filepath.Join(t.TempDir(), "data")
@@ -170,6 +171,7 @@ func TestFilesRoundTrip(t *testing.T) {
 
 // TestExtraFiles: --paths adds the files to a database backup.
 func TestExtraFiles(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	src := filepath.Join(t.TempDir(), "conf")
 	os.MkdirAll(src, 0o755)

@@ -8,6 +8,7 @@ import (
 // The webhook passes the database container's password as REMORA_DB_PASSWORD;
 // any character in it must reach the driver unchanged.
 func TestWithCredentials(t *testing.T) {
+	t.Parallel()
 	const hard = `p@ss:w/o%rd#?&"' x`
 	for _, tc := range []struct {
 		dsn, user, pw    string

@@ -16,6 +16,11 @@ import (
 // the race detector when the tests have it).
 var remoraBin string
 
+// TestMain builds the binary once. Tests that start their own servers and
+// assert no timing run in parallel (t.Parallel); those that hold a deadline
+// (the agent's 2 s reaction to a new annotation, stopping within seconds, the
+// webhook's certificate rotation) or measure a run to time their kills stay
+// sequential, so the load of the others cannot make them flaky.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "remora-bin")
 	if err != nil {

@@ -59,6 +59,7 @@ func mariadbState(t *testing.T, m *testenv.MariaDB, db string) map[string]string
 // restores each under a new name; then a full restore brings back a dropped
 // database and a dropped user with its grant.
 func TestMariaDBRoundTrip(t *testing.T) {
+	t.Parallel()
 	m := testenv.StartMariaDB(t)
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")
@@ -130,6 +131,7 @@ func TestMariaDBRoundTrip(t *testing.T) {
 // TestMariaDBStandardTools: an encrypted backup restores with
 // age -d | zstd -d | mariadb alone.
 func TestMariaDBStandardTools(t *testing.T) {
+	t.Parallel()
 	ageBin, err1 := exec.LookPath("age")
 	zstd, err2 := exec.LookPath("zstd")
 	if err1 != nil || err2 != nil {
@@ -163,6 +165,7 @@ func TestMariaDBStandardTools(t *testing.T) {
 }
 
 func TestMariaDBBadInput(t *testing.T) {
+	t.Parallel()
 	m := testenv.StartMariaDB(t)
 	env := []string{"REMORA_STORAGE=file://" + t.TempDir(), "REMORA_DRIVER=mysql", "REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=mariadb-0"}
 	for _, tc := range []struct {
@@ -187,6 +190,7 @@ func TestMariaDBBadInput(t *testing.T) {
 // TestDumpArgs: allowed extra flags reach the dump tool; a refused one is a
 // clear error and nothing is dumped.
 func TestDumpArgs(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	seedOdd(t, pg, "odd")
 	m := testenv.StartMariaDB(t)

@@ -50,6 +50,7 @@ func randomFaults(seed uint64, p float64, kinds ...testenv.Fault) func(r *http.R
 // verify and the restore all complete; with a lasting fault the backup fails
 // with a clear error and nothing partial is listed.
 func TestBackupThroughFaultyNetwork(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")

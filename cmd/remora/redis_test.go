@@ -99,6 +99,7 @@ func sameRedis(t *testing.T, what string, want, got map[string]string) {
 // diskless and disk-based replication, to S3 and to a directory, then
 // restores online into the same running server after its data was replaced.
 func TestRedisRoundTrip(t *testing.T) {
+	t.Parallel()
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")
 	for _, tc := range []struct {
@@ -145,6 +146,7 @@ func TestRedisRoundTrip(t *testing.T) {
 
 // TestRedisACLUser backs up with an ACL user limited to what a backup needs.
 func TestRedisACLUser(t *testing.T) {
+	t.Parallel()
 	r := testenv.StartRedis(t)
 	seedRedis(t, r)
 	ctx := context.Background()
@@ -164,6 +166,7 @@ func TestRedisACLUser(t *testing.T) {
 
 // TestRedisStandardTools: redis-server loads the stored RDB after zstd -d.
 func TestRedisStandardTools(t *testing.T) {
+	t.Parallel()
 	zstd, err := exec.LookPath("zstd")
 	if err != nil {
 		testenv.Missing(t, "zstd", "apt-get install zstd")

@@ -14,6 +14,7 @@ import (
 // TestRestoreInPlace: a restore onto existing databases needs --yes; a full
 // restore brings back roles and every database as it was.
 func TestRestoreInPlace(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	seedOdd(t, pg, "odd")
 	want := checksums(t, pg, "odd")
@@ -50,6 +51,7 @@ func TestRestoreInPlace(t *testing.T) {
 // TestCorruptBackup: one flipped byte makes verify fail and restore refuse,
 // and a restore that meets the damage leaves the target as it was.
 func TestCorruptBackup(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	seedOdd(t, pg, "odd")
 	want := checksums(t, pg, "odd")
@@ -107,6 +109,7 @@ func flipByte(t *testing.T, path string) {
 // TestStandardTools restores the stored objects with zstd, pg_restore and psql
 // alone, as the README shows.
 func TestStandardTools(t *testing.T) {
+	t.Parallel()
 	zstd, err := exec.LookPath("zstd")
 	if err != nil {
 		testenv.Missing(t, "zstd", "apt-get install zstd")

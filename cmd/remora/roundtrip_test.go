@@ -16,6 +16,7 @@ import (
 // with an awkward name, to S3 and to a local directory, then restores each
 // under a new name and compares every table.
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	pg := testenv.StartPostgres(t)
 	s3 := testenv.StartS3(t)
 	s3.MakeBucket(t, "backups")

@@ -168,8 +168,9 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle("/mutate", webhook.NewHandler(cfg, log, reg))
-	srv := &http.Server{Addr: w.listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, ConnState: recycle.ConnState,
+	mux.Handle("/mutate", recycle.Wrap(webhook.NewHandler(cfg, log, reg)))
+	srv := &http.Server{Addr: w.listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second,
+		ConnState: recycle.ConnState, ConnContext: recycle.ConnContext,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert}}
 	ln, err := net.Listen("tcp", w.listen)
 	if err != nil {
