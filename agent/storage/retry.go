@@ -27,6 +27,10 @@ const (
 // backoffUnit is the first wait between attempts; it doubles each time.
 var backoffUnit = time.Second
 
+// backoff is the wait after the n-th failed attempt (from 0): 1 s, 2 s, 4 s,
+// ... at most maxBackoff.
+func backoff(n int) time.Duration { return min(backoffUnit<<n, maxBackoff) }
+
 // errStalled is why an attempt was cancelled: no data moved for the timeout.
 var errStalled = errors.New("no progress")
 
@@ -77,7 +81,7 @@ func (s *S3) retry(ctx context.Context, op string, body []byte, fn func(ctx cont
 			}
 			return err
 		}
-		wait := min(backoffUnit<<attempt, maxBackoff)
+		wait := backoff(attempt)
 		wait = wait/2 + rand.N(wait/2+1)
 		slog.Default().Warn("storage request failed, retrying", "storage", s.display, "op", op, "attempt", attempt+1,
 			"of", s.retries+1, "retry_in", wait.Round(time.Millisecond).String(), "error", rootCause(err).Error())
@@ -247,7 +251,7 @@ func (r *resuming) Read(p []byte) (int, error) {
 		}
 		r.failures++
 		r.body.Close()
-		wait := min(backoffUnit<<(r.failures-1), maxBackoff)
+		wait := backoff(r.failures - 1)
 		slog.Default().Warn("storage download broke, resuming", "storage", r.s.display, "key", r.key, "offset", r.off,
 			"attempt", r.failures, "retry_in", wait.String(), "error", rootCause(err).Error())
 		select {
