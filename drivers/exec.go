@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Command is a dump or load tool run as a child process.
@@ -82,7 +84,10 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	}
 	var outErr error
 	if out != nil {
-		if _, outErr = io.Copy(stdout, out); outErr != nil {
+		widenPipe(out)
+		// Large reads: the tool runs ahead while the compressor works.
+		buf := make([]byte, pipeSize)
+		if _, outErr = io.CopyBuffer(stdout, struct{ io.Reader }{out}, buf); outErr != nil {
 			kill()
 		}
 	}
@@ -103,6 +108,21 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 		return fmt.Errorf("%s %v: %s", name, waitErr, oneLine(msg))
 	}
 	return nil
+}
+
+// pipeSize is the buffer between a dump tool and Remora: 1 MiB, Linux's
+// limit for an unprivileged process, instead of the default 64 KiB.
+const pipeSize = 1 << 20
+
+// widenPipe grows the kernel's buffer of the pipe r reads from, if it can.
+func widenPipe(r io.Reader) {
+	if f, ok := r.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	}); ok {
+		if rc, err := f.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+		}
+	}
 }
 
 // Output runs the command and returns its standard output.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"remora.dev/remora/agent/backup"
@@ -56,12 +57,34 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	stdout, stderr := redact.Writer(os.Stdout), redact.Writer(os.Stderr)
+	stopProfile := startProfile(os.Getenv("REMORA_CPUPROFILE"), stderr)
 	err := run(ctx, os.Args[1:], stdout, stderr)
+	stopProfile()
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("interrupted by a signal: %w", err)
 	}
 	stop()
 	os.Exit(report(err, stderr))
+}
+
+// startProfile writes a CPU profile of the whole command to path, if set
+// (for `go tool pprof`); it returns the function that ends it.
+func startProfile(path string, stderr io.Writer) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "remora: REMORA_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // command is one subcommand.
