@@ -25,27 +25,13 @@ func cpuSeconds(pid int) float64 {
 	return (ut + st) / 100 // clock ticks (USER_HZ = 100)
 }
 
-func vmRSS(pid int) int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
 // BenchmarkAgentIdle: the agent's resident memory and CPU while it waits for
 // its schedule, over REMORA_BENCH_IDLE_SECONDS (default 60), with /metrics
 // scraped every 15 s as Prometheus would.
 func BenchmarkAgentIdle(b *testing.B) {
 	seconds := envInt("REMORA_BENCH_IDLE_SECONDS", 60)
 	dir := b.TempDir()
-	remora := filepath.Join(dir, "remora")
-	if out, err := exec.Command("go", "build", "-o", remora, "remora.dev/remora/cmd/remora").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	remora := remoraBinary(b)
 	os.WriteFile(filepath.Join(dir, "annotations"), []byte(`remora.dev/schedule="H H * * *"`+"\n"), 0o644)
 	os.Mkdir(filepath.Join(dir, "store"), 0o755)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b))
@@ -59,15 +45,18 @@ func BenchmarkAgentIdle(b *testing.B) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	time.Sleep(2 * time.Second)
 	pid := cmd.Process.Pid
-	cpu0, peak := cpuSeconds(pid), int64(0)
+	cpu0 := cpuSeconds(pid)
+	var peak, anon, file int64
 	for i := 0; i < seconds; i++ {
 		if i%15 == 0 {
 			exec.Command("curl", "-fsS", "-o", "/dev/null", "http://"+addr+"/metrics").Run()
 		}
 		time.Sleep(time.Second)
-		peak = max(peak, vmRSS(pid))
+		if rss := statusKB(pid, "VmRSS:"); rss > peak {
+			peak, anon, file = rss, statusKB(pid, "RssAnon:"), statusKB(pid, "RssFile:")
+		}
 	}
 	cpu := cpuSeconds(pid) - cpu0
-	fmt.Printf("\nremora agent idle over %ds: peak RSS %.1f MiB, CPU %.2fs (%.3f%% of one core)\n",
-		seconds, float64(peak)/1024, cpu, 100*cpu/float64(seconds))
+	fmt.Printf("\nremora agent idle over %ds: peak RSS %.1f MiB (its own memory %.1f MiB, pages of the binary %.1f MiB), CPU %.2fs (%.3f%% of one core)\n",
+		seconds, float64(peak)/1024, float64(anon)/1024, float64(file)/1024, cpu, 100*cpu/float64(seconds))
 }

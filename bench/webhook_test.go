@@ -68,9 +68,11 @@ func admissionBody() []byte {
 	return body
 }
 
-// load posts body from c clients for d and returns the latencies.
-func load(b *testing.B, url string, tc *tls.Config, body []byte, clients int, d time.Duration) []time.Duration {
-	tr := &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: clients, ForceAttemptHTTP2: false}
+// load posts body from c clients for d and returns the latencies: over
+// HTTP/2 (one connection carrying every request, as the API server calls
+// webhooks) or over HTTP/1.1 (a keep-alive connection per client).
+func load(b *testing.B, url string, tc *tls.Config, h2 bool, body []byte, clients int, d time.Duration) []time.Duration {
+	tr := &http.Transport{TLSClientConfig: tc.Clone(), MaxIdleConnsPerHost: clients, ForceAttemptHTTP2: h2}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var mu sync.Mutex
@@ -129,18 +131,24 @@ func BenchmarkWebhookAdmission(b *testing.B) {
 		w.Write(fixed)
 	}))
 	b.ResetTimer()
-	fmt.Printf("\nWebhook admission, %d s per cell, keep-alive HTTPS on loopback\n", seconds)
-	fmt.Printf("%-9s %-30s %10s %10s %10s %10s\n", "clients", "handler", "req/s", "p50", "p99", "p99 ratio")
-	for _, clients := range []int{1, 16, 64} {
-		base := load(b, baseURL, tc2, body, clients, time.Duration(seconds)*time.Second)
-		rem := load(b, remoraURL, tc, body, clients, time.Duration(seconds)*time.Second)
-		for _, row := range []struct {
-			name string
-			lat  []time.Duration
-		}{{"do-nothing (baseline)", base}, {"remora webhook", rem}} {
-			fmt.Printf("%-9d %-30s %10.0f %10s %10s %9.2fx\n", clients, row.name, float64(len(row.lat))/float64(seconds),
-				pct(row.lat, 0.5).Round(time.Microsecond), pct(row.lat, 0.99).Round(time.Microsecond),
-				float64(pct(row.lat, 0.99))/float64(pct(base, 0.99)))
+	fmt.Printf("\nWebhook admission, %d s per cell, HTTPS on loopback, load generator in the same process\n", seconds)
+	fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n|---|---:|---|---:|---:|---:|---:|\n", "protocol", "clients", "handler", "req/s", "p50", "p99", "p99 ratio")
+	for _, h2 := range []bool{true, false} {
+		proto := "HTTP/1.1, a connection per client"
+		if h2 {
+			proto = "HTTP/2, one connection (as the API server)"
+		}
+		for _, clients := range []int{1, 16, 64} {
+			base := load(b, baseURL, tc2, h2, body, clients, time.Duration(seconds)*time.Second)
+			rem := load(b, remoraURL, tc, h2, body, clients, time.Duration(seconds)*time.Second)
+			for _, row := range []struct {
+				name string
+				lat  []time.Duration
+			}{{"do-nothing (baseline)", base}, {"`remora webhook`", rem}} {
+				fmt.Printf("| %s | %d | %s | %.0f | %s | %s | %.2f× |\n", proto, clients, row.name, float64(len(row.lat))/float64(seconds),
+					pct(row.lat, 0.5).Round(time.Microsecond), pct(row.lat, 0.99).Round(time.Microsecond),
+					float64(pct(row.lat, 0.99))/float64(pct(base, 0.99)))
+			}
 		}
 	}
 	b.StopTimer()
