@@ -64,7 +64,7 @@ func race(b *testing.B, title string, rounds int, s3 *testenv.S3, bucket string,
 			rs[i].cpu = append(rs[i].cpu, s.cpu)
 			rs[i].ownKB = max(rs[i].ownKB, s.ownKB)
 			rs[i].treeKB = max(rs[i].treeKB, s.treeKB)
-			time.Sleep(1100 * time.Millisecond) // distinct backup IDs, and a settled machine
+			time.Sleep(200 * time.Millisecond) // a settled machine
 		}
 	}
 	for i, c := range cs {

@@ -117,10 +117,10 @@ func pct(s []time.Duration, p float64) time.Duration {
 // BenchmarkWebhookAdmission: admission requests per second and p50/p99
 // latency of `remora webhook`'s handler at 1, 16 and 64 concurrent clients,
 // beside a handler that answers a fixed AdmissionReview on the same TLS stack
-// (the baseline), REMORA_BENCH_WEBHOOK_SECONDS (default 5) per cell,
+// (the baseline), REMORA_BENCH_WEBHOOK_SECONDS (default 3) per cell,
 // alternating the two.
 func BenchmarkWebhookAdmission(b *testing.B) {
-	seconds := envInt("REMORA_BENCH_WEBHOOK_SECONDS", 5)
+	seconds := envInt("REMORA_BENCH_WEBHOOK_SECONDS", 3)
 	body := admissionBody()
 	cfg := webhook.Config{Image: "remora:bench", SidecarMode: "auto", NativeSupported: true, AutoDetect: true, OwnNamespace: "remora-system"}
 	remoraURL, tc := tlsServer(b, webhook.NewHandler(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry()))

@@ -22,9 +22,9 @@ var codecs = map[string]codec{
 		name: "zstd",
 		ext:  ".zst",
 		newWriter: func(w io.Writer) (io.WriteCloser, error) {
-			// Two goroutines and an 8 MiB window keep memory bounded
+			// Two goroutines and a 2 MiB window (zstd -3's) keep memory bounded
 			// whatever the size of the dump.
-			return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2), zstd.WithWindowSize(8<<20))
+			return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2), zstd.WithWindowSize(2<<20))
 		},
 		newReader: func(r io.Reader) (io.ReadCloser, error) {
 			d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20))
