@@ -44,7 +44,7 @@ CREATE TABLE %[1]s.docs (id bigint AUTO_INCREMENT PRIMARY KEY, title text, body 
 // options Remora gives it (the limit) and the operator's shell pipeline, all
 // over TCP as the same user, to the same S3 server.
 func BenchmarkMariaDB(b *testing.B) {
-	mib, n := sizeMiB()/2, rounds()
+	mib, n := sizeMiB()*2/5, rounds() // about 1 GiB of data by default
 	m := testenv.StartMariaDB(b)
 	s3 := testenv.StartS3(b)
 	s3.MakeBucket(b, "bench")

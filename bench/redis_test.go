@@ -53,7 +53,7 @@ func seedRedis(b *testing.B, r *testenv.Redis, mib int) {
 // same full-sync transfer) and the operator's shell pipeline, to the same S3
 // server.
 func BenchmarkRedis(b *testing.B) {
-	mib, n := sizeMiB()/2, rounds()
+	mib, n := sizeMiB()*2/5, rounds() // about 1 GiB of data by default
 	r := testenv.StartRedis(b)
 	s3 := testenv.StartS3(b)
 	s3.MakeBucket(b, "bench")
