@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -61,15 +60,6 @@ func BenchmarkMariaDB(b *testing.B) {
 	vars := map[string]string{"dump": dump}
 
 	b.ResetTimer()
-	race(b, fmt.Sprintf("MariaDB backup, database of %s", size), n, s3, "bench", []contender{
-		{name: "`mariadb-dump > /dev/null` (limit)", cmd: shell(shellEnv, "{dump} > /dev/null", vars)},
-		{name: "`remora backup` → S3 (zstd)", prefix: "r/", cmd: func(int) *exec.Cmd {
-			c := exec.Command(remora, "backup", "--storage", s3.URL("bench", "r"))
-			c.Env = env
-			return c
-		}},
-		{name: "`mariadb-dump \\| zstd -3 \\| rclone rcat` (pipeline)", prefix: "pipe/", need: "rclone",
-			cmd: shell(shellEnv, "{dump} | zstd -q -3 | rclone rcat s3:bench/pipe/{round}.sql.zst", vars)},
-	})
+	race(b, fmt.Sprintf("MariaDB backup, database of %s", size), n, s3, "bench", dumpTriple("mariadb-dump", ".sql.zst", remora, env, shellEnv, s3, vars))
 	b.StopTimer()
 }

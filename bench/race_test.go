@@ -239,6 +239,23 @@ func shell(env []string, script string, vars map[string]string) func(int) *exec.
 	}
 }
 
+// dumpTriple is the limit / remora / pipeline triple for a dump tool whose
+// command line is {dump} in vars: the dump to /dev/null; `remora backup` to
+// S3 with env; the dump through zstd -3 into rclone rcat, objects named
+// with ext.
+func dumpTriple(tool, ext, remora string, env, shellEnv []string, s3 *testenv.S3, vars map[string]string) []contender {
+	return []contender{
+		{name: "`" + tool + " > /dev/null` (limit)", cmd: shell(shellEnv, "{dump} > /dev/null", vars)},
+		{name: "`remora backup` → S3 (zstd)", prefix: "r/", cmd: func(int) *exec.Cmd {
+			c := exec.Command(remora, "backup", "--storage", s3.URL("bench", "r"))
+			c.Env = env
+			return c
+		}},
+		{name: "`" + tool + " \\| zstd -3 \\| rclone rcat` (pipeline)", prefix: "pipe/", need: "rclone",
+			cmd: shell(shellEnv, "{dump} | zstd -q -3 | rclone rcat s3:bench/pipe/{round}"+ext, vars)},
+	}
+}
+
 var (
 	buildOnce sync.Once
 	built     string

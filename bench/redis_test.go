@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,15 +81,6 @@ func BenchmarkRedis(b *testing.B) {
 	vars := map[string]string{"dump": "redis-cli -h 127.0.0.1 -p " + strconv.Itoa(r.Port) + " --rdb -"}
 
 	b.ResetTimer()
-	race(b, fmt.Sprintf("Redis backup, %d keys, %s of data", keys, used), n, s3, "bench", []contender{
-		{name: "`redis-cli --rdb - > /dev/null` (limit)", cmd: shell(shellEnv, "{dump} > /dev/null", vars)},
-		{name: "`remora backup` → S3 (zstd)", prefix: "r/", cmd: func(int) *exec.Cmd {
-			c := exec.Command(remora, "backup", "--storage", s3.URL("bench", "r"))
-			c.Env = env
-			return c
-		}},
-		{name: "`redis-cli --rdb - \\| zstd -3 \\| rclone rcat` (pipeline)", prefix: "pipe/", need: "rclone",
-			cmd: shell(shellEnv, "{dump} | zstd -q -3 | rclone rcat s3:bench/pipe/{round}.rdb.zst", vars)},
-	})
+	race(b, fmt.Sprintf("Redis backup, %d keys, %s of data", keys, used), n, s3, "bench", dumpTriple("redis-cli --rdb -", ".rdb.zst", remora, env, shellEnv, s3, vars))
 	b.StopTimer()
 }
