@@ -57,8 +57,8 @@ e2e: deps bin/versitygw bin/helm kube-bins image
 # Every fuzz target for FUZZTIME each (default 5m); a crash is saved under the
 # package's testdata/fuzz and then runs with the regular tests.
 FUZZTIME ?= 5m
-FUZZ_TARGETS := ./agent/config:FuzzParse ./agent/config:FuzzReadFile ./agent/schedule:FuzzParse \
-	./agent/retention:FuzzPolicy ./agent/backup:FuzzManifest ./agent/storage:FuzzOpen ./webhook:FuzzAdmission
+FUZZ_TARGETS := ./spec:FuzzParse ./spec:FuzzReadFile ./schedule:FuzzParse \
+	./repo/retention:FuzzPolicy ./repo:FuzzManifest ./storage:FuzzOpen ./webhook:FuzzAdmission
 fuzz:
 	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
 	  if ! $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) >$$out 2>&1; then cat $$out; exit 1; fi; \
@@ -70,7 +70,7 @@ SOAK_ROUNDS ?= 3
 soak: deps bin/versitygw
 	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for i in $$(seq $(SOAK_ROUNDS)); do \
 	  seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); echo "== round $$i: REMORA_FAULT_SEED=$$seed"; \
-	  for t in './cmd/remora TestKillAnywhere|TestBackupThroughFaultyNetwork' './agent/retention TestKeepRandomPolicies'; do \
+	  for t in './tests/faults TestKillAnywhere|TestBackupThroughFaultyNetwork' './repo/retention TestKeepRandomPolicies'; do \
 	    set -- $$t; \
 	    if ! REMORA_FAULT_SEED=$$seed REMORA_KILL_POINTS=$${REMORA_KILL_POINTS:-100} $(GO) test -count=1 -timeout 60m -v -run "$$2" $$1 >$$out 2>&1; then \
 	      cat $$out; echo "soak: failed with REMORA_FAULT_SEED=$$seed"; exit 1; fi; \

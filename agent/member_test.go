@@ -51,9 +51,9 @@ func TestMemberRedis(t *testing.T) {
 	if err := rc.Do(ctx, "REPLICAOF", "127.0.0.1", primary.Port).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
-		if s := rc.Info(ctx, "replication").Val(); strings.Contains(s, "master_link_status:up") {
-			break
+	for start := time.Now(); !strings.Contains(rc.Info(ctx, "replication").Val(), "master_link_status:up"); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the replica did not connect to the primary in 10s")
 		}
 	}
 	a := newTestAgent(t, newFakeClock(time.Now()), "")

@@ -5,7 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// Metric names (PRODUCT.md §7 and more).
+// Metric names, as the README lists them.
 const (
 	MetricLastSuccess   = "remora_backup_last_success_timestamp_seconds"
 	MetricLastRun       = "remora_backup_last_run_timestamp_seconds"

@@ -5,6 +5,7 @@ package drivers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -22,8 +23,8 @@ const (
 // Object is one stream of a backup.
 type Object struct {
 	Name     string            `json:"name"`               // file name in the backup, without the compression suffix
-	Kind     string            `json:"kind"`               // KindDatabase or KindGlobals
-	Database string            `json:"database,omitempty"` // for KindDatabase
+	Kind     string            `json:"kind"`               // KindDatabase, KindGlobals or KindFiles
+	Database string            `json:"database,omitempty"` // for KindDatabase; "files" for KindFiles
 	Format   string            `json:"format"`             // e.g. "pg_dump custom", "sql"
 	Meta     map[string]string `json:"meta,omitempty"`     // what the driver needs to restore it (owner, encoding, ...)
 }
@@ -83,9 +84,14 @@ type Driver interface {
 // Roler is a driver that can tell whether its server is a primary or a
 // replica, for remora.dev/member.
 type Roler interface {
-	// Replica reports whether the server is a replica (read-only follower).
+	// Replica reports whether the server is a replica (read-only follower),
+	// or ErrNoRole when this kind of server has no such roles.
 	Replica(ctx context.Context) (bool, error)
 }
+
+// ErrNoRole is returned by a Roler whose server cannot tell a primary from a
+// replica.
+var ErrNoRole = errors.New("this driver cannot tell a primary from a replica")
 
 // Config is what every driver is built from.
 type Config struct {
@@ -93,7 +99,17 @@ type Config struct {
 	Databases []string // databases to back up; empty means all
 	Paths     []string // files and directories to archive (the files driver, or extra files for any driver)
 	DumpArgs  []string // extra flags for the dump tool, checked against the driver's allowlist
+	// RestoreFiles makes a driver other than files restore files objects
+	// too (a backup taken with extra Paths), though it has no Paths.
+	RestoreFiles bool
 }
+
+// Files is the name of the driver that archives paths; every other driver
+// hands the files objects of a backup to it.
+const Files = "files"
+
+// ErrNoDSN is returned by New for a database driver given no DSN.
+var ErrNoDSN = errors.New("no database given: set --dsn or REMORA_DSN")
 
 // Factory builds a driver from its configuration.
 type Factory func(Config) (Driver, error)
@@ -125,16 +141,32 @@ func Names() []string {
 	return out
 }
 
-// New builds the named driver.
+// New builds the named driver. A database driver given Paths (or
+// RestoreFiles) also archives those paths in every backup (or restores a
+// backup's files objects) through the files driver.
 func New(name string, cfg Config) (Driver, error) {
+	d, err := build(name, cfg)
+	if err != nil || name == Files || len(cfg.Paths) == 0 && !cfg.RestoreFiles {
+		return d, err
+	}
+	f, err := build(Files, Config{Paths: cfg.Paths})
+	if err != nil {
+		return nil, err
+	}
+	return &withFiles{db: d, files: f, dump: len(cfg.Paths) > 0}, nil
+}
+
+func build(name string, cfg Config) (Driver, error) {
 	mu.Lock()
 	f := factories[name]
 	mu.Unlock()
-	if f == nil {
-		if name == "" {
-			return nil, fmt.Errorf("no driver given: set --driver or REMORA_DRIVER to one of: %s", strings.Join(Names(), ", "))
-		}
+	switch {
+	case f == nil && name == "":
+		return nil, fmt.Errorf("no driver given: set --driver or REMORA_DRIVER to one of: %s", strings.Join(Names(), ", "))
+	case f == nil:
 		return nil, fmt.Errorf("unknown driver %q: want one of: %s", name, strings.Join(Names(), ", "))
+	case name != Files && cfg.DSN == "":
+		return nil, ErrNoDSN
 	}
 	return f(cfg)
 }

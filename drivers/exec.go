@@ -101,13 +101,40 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case waitErr != nil:
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			return fmt.Errorf("%s %v", name, waitErr)
-		}
-		return fmt.Errorf("%s %v: %s", name, waitErr, oneLine(msg))
+		return &ToolError{Tool: name, Err: waitErr, Stderr: strings.TrimSpace(stderr.String())}
 	}
 	return nil
+}
+
+// ToolError is a tool that exited with an error: the exit status and the
+// end of what it wrote to stderr, where it says why.
+type ToolError struct {
+	Tool   string
+	Err    error  // from exec: the exit status (nil: the tool reported an error it did not exit with)
+	Stderr string // its last 4 KiB
+}
+
+func (e *ToolError) Error() string {
+	msg := e.Tool
+	if e.Err != nil {
+		msg += " " + e.Err.Error()
+	}
+	if e.Stderr != "" {
+		msg += ": " + oneLine(e.Stderr)
+	}
+	return msg
+}
+
+func (e *ToolError) Unwrap() error { return e.Err }
+
+// Says reports whether the tool's message holds s: how a driver tells one
+// failure of a tool from another.
+func (e *ToolError) Says(s string) bool { return strings.Contains(e.Stderr, s) }
+
+// ToolSays reports whether err is a tool's failure whose message holds s.
+func ToolSays(err error, s string) bool {
+	var te *ToolError
+	return errors.As(err, &te) && te.Says(s)
 }
 
 // pipeSize is the buffer between a dump tool and Remora: 1 MiB, Linux's

@@ -11,6 +11,9 @@ missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v runc >/dev/null || missing+=(runc)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# podman only Recommends an init for its pause container; `podman kube play`
+# fails without one ("finding pause binary").
+command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "podman-setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

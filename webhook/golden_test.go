@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -21,10 +20,7 @@ func goldenConfig() Config {
 	return Config{
 		Image: "remora:test", SidecarMode: "auto", NativeSupported: true, AutoDetect: true, OwnNamespace: "remora-system",
 		DefaultStorage: "s3://backups/?endpoint=minio.storage:9000",
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-		},
+		Resources:      defaultResources(),
 	}
 }
 

@@ -5,10 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -47,15 +45,6 @@ func sidecarFrom(t *testing.T, res Result) corev1.Container {
 	return c
 }
 
-func env(c corev1.Container, name string) *corev1.EnvVar {
-	for i := range c.Env {
-		if c.Env[i].Name == name {
-			return &c.Env[i]
-		}
-	}
-	return nil
-}
-
 func paths(res Result) string {
 	var out []string
 	for _, op := range res.Patch {
@@ -74,16 +63,16 @@ func TestMutatePostgresStatefulSet(t *testing.T) {
 	if c.Name != "remora" || c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Errorf("not a native sidecar: %+v", c)
 	}
-	if v := env(c, "REMORA_WORKLOAD"); v == nil || v.Value != "db-0" {
+	if v := envVar(&c, "REMORA_WORKLOAD"); v == nil || v.Value != "db-0" {
 		t.Errorf("workload: %+v", v)
 	}
-	if v := env(c, "REMORA_DB_PASSWORD"); v == nil || v.Value != "" || v.ValueFrom == nil || v.ValueFrom.SecretKeyRef.Name != "db-secret" {
+	if v := envVar(&c, "REMORA_DB_PASSWORD"); v == nil || v.Value != "" || v.ValueFrom == nil || v.ValueFrom.SecretKeyRef.Name != "db-secret" {
 		t.Errorf("the password must be copied as a reference: %+v", v)
 	}
-	if v := env(c, "REMORA_DSN"); v == nil || v.Value != "postgres://postgres@127.0.0.1:5432/postgres" {
+	if v := envVar(&c, "REMORA_DSN"); v == nil || v.Value != "postgres://postgres@127.0.0.1:5432/postgres" {
 		t.Errorf("dsn: %+v", v)
 	}
-	if v := env(c, "REMORA_POD_NAME"); v == nil || v.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+	if v := envVar(&c, "REMORA_POD_NAME"); v == nil || v.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("pod name: %+v", v)
 	}
 	if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef.Name != "remora-storage" || !*c.EnvFrom[0].SecretRef.Optional {
@@ -124,13 +113,13 @@ func TestMutateDeploymentClassic(t *testing.T) {
 	if c.RestartPolicy != nil {
 		t.Error("a classic sidecar has no restart policy")
 	}
-	if v := env(c, "REMORA_WORKLOAD"); v.Value != "cache" {
+	if v := envVar(&c, "REMORA_WORKLOAD"); v.Value != "cache" {
 		t.Errorf("workload %q", v.Value)
 	}
-	if v := env(c, "REMORA_DSN"); v.Value != "redis://127.0.0.1:6380" {
+	if v := envVar(&c, "REMORA_DSN"); v.Value != "redis://127.0.0.1:6380" {
 		t.Errorf("dsn %q", v.Value)
 	}
-	if v := env(c, "REMORA_DB_PASSWORD"); v == nil || v.Value != "inline" {
+	if v := envVar(&c, "REMORA_DB_PASSWORD"); v == nil || v.Value != "inline" {
 		t.Errorf("password not copied: %+v", v)
 	}
 }
@@ -177,22 +166,5 @@ func TestMutateDecisions(t *testing.T) {
 		if !strings.Contains(got, strings.TrimPrefix(tc.want, "denied: ")) || strings.HasPrefix(tc.want, "denied") != strings.HasPrefix(got, "denied") {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
-	}
-}
-
-func TestReview(t *testing.T) {
-	raw, _ := json.Marshal(postgresPod())
-	req := &admissionv1.AdmissionRequest{UID: "abc", Namespace: "shop", Object: runtime.RawExtension{Raw: raw}}
-	resp, _ := Review(req, Config{NativeSupported: true, AutoDetect: true})
-	if !resp.Allowed || resp.UID != "abc" || resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
-		t.Fatalf("%+v", resp)
-	}
-	var ops []PatchOp
-	if err := json.Unmarshal(resp.Patch, &ops); err != nil || len(ops) != 5 {
-		t.Fatalf("patch: %s %v", resp.Patch, err)
-	}
-	resp, _ = Review(&admissionv1.AdmissionRequest{UID: "x", Object: runtime.RawExtension{Raw: []byte("{not json")}}, Config{})
-	if resp.Allowed {
-		t.Fatal("a broken request was allowed")
 	}
 }

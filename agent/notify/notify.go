@@ -6,10 +6,11 @@
 package notify
 
 import (
+	"remora.dev/remora/internal/certpool"
+
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,13 +144,9 @@ func (c Config) webhook(ctx context.Context, ev Event) error {
 func (s SMTP) send(ctx context.Context, ev Event) error {
 	tlsConf := &tls.Config{ServerName: s.Host, MinVersion: tls.VersionTLS12}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
+		pool, err := certpool.FromFile(s.CAFile)
 		if err != nil {
 			return err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%s holds no PEM certificate", s.CAFile)
 		}
 		tlsConf.RootCAs = pool
 	}

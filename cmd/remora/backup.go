@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
-	"remora.dev/remora/agent"
-	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
-	"remora.dev/remora/drivers/files"
+	"remora.dev/remora/repo"
+	"remora.dev/remora/repo/retention"
+	"remora.dev/remora/sidecar"
 )
 
 type backupCommand struct {
@@ -34,23 +36,23 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	stringFlag(fs, &b.paths, "paths", "", "files and directories to archive: with --driver files, or extra files with any driver (comma list)")
 	stringFlag(fs, &b.dumpArgs, "dump-args", "", "extra flags for the dump tool, quoted as in a shell; only an allowlist is accepted")
 	stringFlag(fs, &b.retention, "retention", "", "after the backup, delete older ones: days=7,weeks=4,months=6 or last=N (default: keep all)")
-	stringFlag(fs, &b.compression, "compression", "zstd", "compression: zstd, gzip or none")
+	stringFlag(fs, &b.compression, "compression", repo.DefaultCompression, "compression: zstd, gzip or none")
 	stringFlag(fs, &b.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (age1..., comma-separated; also AGE_RECIPIENTS)")
-	stringFlag(fs, &b.socket, "socket", defaultSocket, "the agent's control socket: when an agent answers there, it takes the backup")
+	stringFlag(fs, &b.socket, "socket", sidecar.SocketPath, "the agent's control socket: when an agent answers there, it takes the backup")
 	choiceBool(fs, &b.wait, "wait", "through the agent: show progress and wait for the result")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("backup takes no arguments, got %q", fs.Args())}
+		return usagef("backup takes no arguments, got %q", fs.Args())
 	}
-	if c, err := agent.Dial(b.socket); err == nil {
-		if err := b.viaAgent(ctx, c); !errors.Is(err, agent.ErrNoAgent) {
+	if c, err := control.Dial(b.socket); err == nil {
+		if err := b.viaAgent(ctx, c); !errors.Is(err, control.ErrNoAgent) {
 			return err
 		}
 		fmt.Fprintf(b.env.stderr, "no agent answers on %s: taking the backup here\n", b.socket)
 	}
-	release, err := agent.Lock(b.socket)
+	release, err := control.Lock(b.socket)
 	if err != nil {
 		return fmt.Errorf("backup not started: %w in this pod", err)
 	}
@@ -60,37 +62,45 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	dests, err := b.c.destinations(ctx, b.retention)
+	opts, err := b.options(ctx, log)
 	if err != nil {
 		return err
 	}
-	paths := drivers.ParseList(b.paths)
-	if b.c.dsn == "" && b.c.driver != files.Name {
-		return usageError{"no database given: set --dsn or REMORA_DSN"}
+	res, err := repo.Backup(ctx, opts)
+	if res != nil {
+		b.report(res)
 	}
-	recipients, err := backup.ParseRecipients(b.encryptTo)
+	return err
+}
+
+// options checks the flags and opens the destinations.
+func (b *backupCommand) options(ctx context.Context, log *slog.Logger) (repo.BackupOptions, error) {
+	def, err := retention.ParseOrNone(b.retention)
 	if err != nil {
-		return usageError{err.Error()}
+		return repo.BackupOptions{}, usage(err)
+	}
+	dests, err := repo.OpenDestinations(ctx, b.c.storage.values, def, b.c.storageOptions(log))
+	if err != nil {
+		return repo.BackupOptions{}, usage(err)
+	}
+	recipients, err := repo.ParseRecipients(b.encryptTo)
+	if err != nil {
+		return repo.BackupOptions{}, usage(err)
 	}
 	dumpArgs, err := drivers.SplitArgs(b.dumpArgs)
 	if err != nil {
-		return usageError{err.Error()}
+		return repo.BackupOptions{}, usage(err)
 	}
-	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases), Paths: paths, DumpArgs: dumpArgs})
+	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases),
+		Paths: drivers.ParseList(b.paths), DumpArgs: dumpArgs})
 	if err != nil {
-		return usageError{err.Error()}
+		return repo.BackupOptions{}, usage(err)
 	}
-	if len(paths) > 0 && b.c.driver != files.Name {
-		if drv, err = files.Extra(drv, paths); err != nil {
-			return usageError{err.Error()}
-		}
-	}
-	res, err := backup.Run(ctx, backup.Options{
-		Scope: b.c.scope(), Driver: drv, Destinations: dests, Compression: b.compression, Recipients: recipients, Logger: log,
-	})
-	if res == nil {
-		return err
-	}
+	return repo.BackupOptions{Scope: b.c.scope(), Driver: drv, Destinations: dests, Compression: b.compression, Recipients: recipients, Logger: log}, nil
+}
+
+// report prints what a backup stored, where, and what retention deleted.
+func (b *backupCommand) report(res *repo.Result) {
 	m := res.Manifest
 	var raw int64
 	for _, o := range m.Objects {
@@ -99,7 +109,7 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	fmt.Fprintf(b.env.stdout, "backup %s complete: %d databases, %s dumped, %s stored in %.1fs\n",
 		m.ID, len(m.Databases), humanBytes(raw), humanBytes(m.Size()), m.DurationSeconds)
 	for _, st := range res.Stored {
-		fmt.Fprintf(b.env.stdout, "stored in %s under %s\n", st, b.c.scope().Dir(m.Driver, m.ID))
+		fmt.Fprintf(b.env.stdout, "stored in %s under %s\n", st, m.Dir())
 		if ids := res.Pruned[st.String()]; len(ids) > 0 {
 			fmt.Fprintf(b.env.stdout, "  retention deleted %d older backups: %s\n", len(ids), strings.Join(ids, ", "))
 		}
@@ -107,25 +117,24 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	for _, f := range res.Failed {
 		fmt.Fprintf(b.env.stdout, "FAILED in %s: %v\n", f.Storage, oneLine(f.Err.Error()))
 	}
-	return err
 }
 
 // viaAgent asks the running agent for a backup, so that two never run at
 // once, and with --wait follows it to its end.
-func (b *backupCommand) viaAgent(ctx context.Context, c *agent.Client) error {
-	n, started, since, err := c.Backup(ctx)
+func (b *backupCommand) viaAgent(ctx context.Context, c *control.Client) error {
+	s, err := c.Backup(ctx)
 	if err != nil {
 		return err
 	}
-	if started {
-		fmt.Fprintf(b.env.stderr, "backup run %d started by the agent\n", n)
+	if s.Started {
+		fmt.Fprintf(b.env.stderr, "backup run %d started by the agent\n", s.Run)
 	} else {
-		fmt.Fprintf(b.env.stderr, "a backup is already running (run %d, since %s); not starting another\n", n, since.UTC().Format("15:04:05"))
+		fmt.Fprintf(b.env.stderr, "a backup is already running (run %d, since %s); not starting another\n", s.Run, s.Since.UTC().Format("15:04:05"))
 	}
 	if !b.wait {
 		return nil
 	}
-	res, err := c.Follow(ctx, n, func(ev agent.Event) {
+	res, err := c.Follow(ctx, s.Run, func(ev control.Event) {
 		if !ev.Done {
 			fmt.Fprintf(b.env.stderr, "%s  %s\n", (time.Duration(ev.Seconds) * time.Second).String(), progressLine(ev.Progress, ev.Seconds))
 		}
@@ -138,7 +147,7 @@ func (b *backupCommand) viaAgent(ctx context.Context, c *agent.Client) error {
 		return nil
 	}
 	if !res.OK {
-		return fmt.Errorf("backup run %d failed: %s", n, res.Error)
+		return fmt.Errorf("backup run %d failed: %s", s.Run, res.Error)
 	}
 	fmt.Fprintf(b.env.stdout, "backup %s complete: %s stored in %.1fs\n", res.ID, humanBytes(res.Size), res.Seconds)
 	for _, s := range res.StoredIn {

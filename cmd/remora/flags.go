@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"remora.dev/remora/agent/backup"
-	"remora.dev/remora/agent/retention"
-	"remora.dev/remora/agent/storage"
+	"github.com/dustin/go-humanize"
+
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/redact"
+	"remora.dev/remora/repo"
+	"remora.dev/remora/sidecar"
+	"remora.dev/remora/storage"
 )
 
 // environment is what every command writes to.
@@ -85,7 +87,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		if err == flag.ErrHelp {
 			return err
 		}
-		return usageError{err.Error()}
+		return usage(err)
 	}
 	return nil
 }
@@ -137,15 +139,15 @@ type common struct {
 
 func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
 	host, _ := os.Hostname()
-	c.storage.values = strings.Fields(os.Getenv(envName("storage")))
+	c.storage.values = strings.Fields(os.Getenv(sidecar.EnvStorage))
 	if len(c.storage.values) == 0 {
 		// In a sidecar, the chart's default when the storage Secret names none.
-		c.storage.values = strings.Fields(os.Getenv("REMORA_DEFAULT_STORAGE"))
+		c.storage.values = strings.Fields(os.Getenv(sidecar.EnvDefaultStorage))
 	}
 	fs.Var(&c.storage, "storage", "where backups are kept: file:///path or s3://bucket/prefix?endpoint=host:port&region=R; repeat (or separate with spaces) for several, each with its own retention after a '#'")
 	stringFlag(fs, &c.driver, "driver", "", "database kind: "+strings.Join(drivers.Names(), ", "))
 	if withDSN {
-		stringFlag(fs, &c.dsn, "dsn", "", "database URL, e.g. postgres://user@host:5432/postgres (password: PGPASSWORD or the URL)")
+		stringFlag(fs, &c.dsn, "dsn", "", "database URL, e.g. postgres://user@host:5432/postgres (password: "+sidecar.EnvDBPassword+", PGPASSWORD or the URL)")
 	}
 	stringFlag(fs, &c.namespace, "namespace", "default", "namespace part of the storage layout (set by the webhook in a pod)")
 	stringFlag(fs, &c.workload, "workload", host, "workload part of the storage layout: StatefulSet pod (db-0) or Deployment name")
@@ -158,7 +160,7 @@ func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
 // container's credentials so; any character is safe in them, where a URL
 // would need escaping), and masks the secrets in all output.
 func (c *common) credentials() {
-	c.dsn = withCredentials(c.dsn, os.Getenv("REMORA_DB_USER"), os.Getenv("REMORA_DB_PASSWORD"))
+	c.dsn = withCredentials(c.dsn, os.Getenv(sidecar.EnvDBUser), os.Getenv(sidecar.EnvDBPassword))
 	redact.AddURLPassword(c.dsn)
 }
 
@@ -196,7 +198,7 @@ func withCredentials(dsn, user, password string) string {
 func (c *common) logger(e *environment) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)}
+		return nil, usagef("--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var log *slog.Logger
@@ -206,11 +208,8 @@ func (c *common) logger(e *environment) (*slog.Logger, error) {
 	case "json":
 		log = slog.New(slog.NewJSONHandler(e.stderr, opts))
 	default:
-		return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", c.logFormat)}
+		return nil, usagef("--log-format %q: want text or json", c.logFormat)
 	}
-	// Packages that log on their own (the storage's retries) use the same
-	// format, level and masked output.
-	slog.SetDefault(log)
 	return log, nil
 }
 
@@ -220,21 +219,25 @@ func identityFlag(fs *flag.FlagSet, p *string) {
 	stringFlag(fs, p, "identity", os.Getenv("AGE_IDENTITY_FILE"), "age identity file that decrypts encrypted backups (also AGE_IDENTITY_FILE)")
 }
 
-func (c *common) scope() backup.Scope {
-	return backup.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver}
+func (c *common) scope() repo.Scope {
+	return repo.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver}
+}
+
+// storageOptions are what every storage the command opens is given.
+func (c *common) storageOptions(log *slog.Logger) storage.Options {
+	return storage.Options{Logger: log}
 }
 
 // openStorage opens the storage that list, verify and restore read: the
 // first one given.
-func (c *common) openStorage(ctx context.Context, e *environment) (storage.Storage, error) {
-	if len(c.storage.values) == 0 {
-		_, err := storage.Open(ctx, "")
-		return nil, usageError{err.Error()}
+func (c *common) openStorage(ctx context.Context, e *environment, log *slog.Logger) (storage.Storage, error) {
+	var raw string
+	if len(c.storage.values) > 0 {
+		raw, _, _ = repo.SplitDestination(c.storage.values[0])
 	}
-	raw, _, _ := strings.Cut(c.storage.values[0], "#")
-	st, err := storage.Open(ctx, raw)
+	st, err := storage.Open(ctx, raw, c.storageOptions(log))
 	if err != nil {
-		return nil, usageError{err.Error()}
+		return nil, usage(err)
 	}
 	if len(c.storage.values) > 1 {
 		fmt.Fprintf(e.stderr, "reading %s, the first of %d storages (--storage picks one)\n", st, len(c.storage.values))
@@ -242,52 +245,22 @@ func (c *common) openStorage(ctx context.Context, e *environment) (storage.Stora
 	return st, nil
 }
 
-// destinations opens every storage a backup goes to, each with its
-// retention: its own after a '#' (file:///backups#days=6), else def.
-func (c *common) destinations(ctx context.Context, def string) ([]backup.Destination, error) {
-	if len(c.storage.values) == 0 {
-		_, err := storage.Open(ctx, "")
-		return nil, usageError{err.Error()}
-	}
-	var out []backup.Destination
-	for _, v := range c.storage.values {
-		raw, spec, hasOwn := strings.Cut(v, "#")
-		if !hasOwn {
-			spec = def
-		}
-		st, err := storage.Open(ctx, raw)
-		if err != nil {
-			return nil, usageError{err.Error()}
-		}
-		d := backup.Destination{Storage: st}
-		if spec != "" && spec != "none" {
-			p, err := retention.Parse(spec)
-			if err != nil {
-				return nil, usageError{fmt.Sprintf("storage %s: %v", st, err)}
-			}
-			d.Retention = &p
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
-
 // list finds the backups of the scope, checking the storage first so that a
 // wrong bucket or key is reported as such rather than as "no backups".
-func (c *common) list(ctx context.Context, st storage.Storage) ([]backup.Entry, error) {
+func (c *common) list(ctx context.Context, st storage.Storage) ([]repo.Entry, error) {
 	if err := c.scope().Validate(); err != nil {
-		return nil, usageError{err.Error()}
+		return nil, usage(err)
 	}
 	if err := st.Check(ctx); err != nil {
 		return nil, err
 	}
-	return backup.List(ctx, st, c.scope())
+	return repo.List(ctx, st, c.scope())
 }
 
 // parseTime reads --before: RFC 3339, a backup ID, or a date and time in UTC
 // ("2026-11-24", "2026-11-24 13:00", "2026-11-24T13:00:05").
 func parseTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, backup.IDFormat, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
+	for _, layout := range []string{time.RFC3339Nano, repo.IDFormat, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
 		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
 			return t, nil
 		}
@@ -297,14 +270,8 @@ func parseTime(s string) (time.Time, error) {
 
 // humanBytes prints a size in binary units.
 func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+	if n < 0 {
+		return "-" + humanize.IBytes(uint64(-n))
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return humanize.IBytes(uint64(n))
 }

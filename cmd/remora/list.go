@@ -8,26 +8,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/repo"
 )
 
 type listCommand struct {
 	env  *environment
 	c    common
 	json bool
-}
-
-// listItem is one backup in `remora list --json`.
-type listItem struct {
-	ID           string               `json:"id"`
-	Driver       string               `json:"driver"`
-	Time         time.Time            `json:"time"`
-	Size         int64                `json:"size"`
-	Databases    []string             `json:"databases"`
-	Verified     bool                 `json:"verified"`
-	Verification *backup.Verification `json:"verification,omitempty"`
-	Problem      string               `json:"problem,omitempty"`
-	Manifest     *backup.Manifest     `json:"manifest,omitempty"`
 }
 
 func (l *listCommand) Run(ctx context.Context, args []string) error {
@@ -38,13 +25,14 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("list takes no arguments, got %q", fs.Args())}
+		return usagef("list takes no arguments, got %q", fs.Args())
 	}
 	l.c.credentials()
-	if _, err := l.c.logger(l.env); err != nil {
+	log, err := l.c.logger(l.env)
+	if err != nil {
 		return err
 	}
-	st, err := l.c.openStorage(ctx, l.env)
+	st, err := l.c.openStorage(ctx, l.env, log)
 	if err != nil {
 		return err
 	}
@@ -53,15 +41,9 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if l.json {
-		items := make([]listItem, 0, len(entries))
+		items := make([]repo.Listing, 0, len(entries))
 		for _, e := range entries {
-			it := listItem{ID: e.Manifest.ID, Driver: e.Manifest.Driver, Time: e.Manifest.Started, Size: e.Manifest.Size(),
-				Databases: e.Manifest.Databases, Verification: e.Verification, Problem: e.Problem}
-			it.Verified = e.Verification != nil && e.Verification.OK
-			if e.Problem == "" {
-				it.Manifest = e.Manifest
-			}
-			items = append(items, it)
+			items = append(items, e.Listing())
 		}
 		enc := json.NewEncoder(l.env.stdout)
 		enc.SetIndent("", "  ")
@@ -85,7 +67,7 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
-func verified(v *backup.Verification) string {
+func verified(v *repo.Verification) string {
 	switch {
 	case v == nil:
 		return "no"

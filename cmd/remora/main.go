@@ -14,12 +14,15 @@ import (
 	"runtime/pprof"
 	"syscall"
 
-	"remora.dev/remora/agent/backup"
 	_ "remora.dev/remora/drivers/files"
 	_ "remora.dev/remora/drivers/mysql"
 	_ "remora.dev/remora/drivers/postgres"
 	_ "remora.dev/remora/drivers/redis"
 	"remora.dev/remora/internal/redact"
+	"remora.dev/remora/repo"
+	"remora.dev/remora/sidecar"
+	_ "remora.dev/remora/storage/file"
+	_ "remora.dev/remora/storage/s3"
 )
 
 // Exit codes.
@@ -30,7 +33,7 @@ const (
 	exitCorrupt = 3 // stored data does not match its manifest
 )
 
-const usage = `remora backs up PostgreSQL, MySQL/MariaDB, Redis and files to S3-compatible storage or a local volume.
+const usageText = `remora backs up PostgreSQL, MySQL/MariaDB, Redis and files to S3-compatible storage or a local volume.
 
 Usage:
   remora agent    [flags]             the sidecar: backs up on the pod's schedule
@@ -94,12 +97,12 @@ type command interface {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
+		fmt.Fprint(stderr, usageText)
+		return usagef("no command given")
 	}
 	// Mask the secrets the environment holds before anything is printed.
-	redact.AddURLPassword(os.Getenv("REMORA_DSN"))
-	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv("REMORA_DB_PASSWORD"), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"),
+	redact.AddURLPassword(os.Getenv(sidecar.EnvDSN))
+	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv(sidecar.EnvDBPassword), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"),
 		os.Getenv("REMORA_SMTP_PASSWORD"), os.Getenv("REMORA_NOTIFY_WEBHOOK_URL"))
 	env := &environment{stdout: stdout, stderr: stderr}
 	var cmd command
@@ -121,19 +124,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version":
 		cmd = &versionCommand{env: env}
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText)
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+		fmt.Fprint(stderr, usageText)
+		return usagef("unknown command %q", args[0])
 	}
 	return cmd.Run(ctx, args[1:])
 }
 
-// usageError is a mistake on the command line.
-type usageError struct{ msg string }
+// usageError is a mistake on the command line (exit 2).
+type usageError struct{ err error }
 
-func (e usageError) Error() string { return e.msg }
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usage marks err as a mistake on the command line.
+func usage(err error) error { return usageError{err} }
+
+// usagef is a mistake on the command line, described.
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 // report prints err as one line and returns the exit code.
 func report(err error, stderr io.Writer) int {
@@ -149,7 +159,7 @@ func report(err error, stderr io.Writer) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.Is(err, backup.ErrCorrupt):
+	case errors.Is(err, repo.ErrCorrupt):
 		return exitCorrupt
 	}
 	return exitFailed

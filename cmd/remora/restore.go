@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 
-	"remora.dev/remora/agent"
-	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
-	"remora.dev/remora/drivers/files"
+	"remora.dev/remora/repo"
+	"remora.dev/remora/sidecar"
 )
 
 type restoreCommand struct {
@@ -34,12 +34,62 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	choiceBool(fs, &r.yes, "yes", "allow overwriting existing databases and roles")
 	choiceBool(fs, &r.noGlobals, "no-globals", "in a full restore, leave roles and tablespaces alone")
 	identityFlag(fs, &r.identity)
-	stringFlag(fs, &r.socket, "socket", defaultSocket, "the agent's control socket; a restore never runs while the agent backs up")
+	stringFlag(fs, &r.socket, "socket", sidecar.SocketPath, "the agent's control socket; a restore never runs while the agent backs up")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
-	sel := backup.Selector{Latest: r.latest}
+	sel, err := r.selector(pos)
+	if err != nil {
+		return err
+	}
+	r.c.credentials()
+	log, err := r.c.logger(r.env)
+	if err != nil {
+		return err
+	}
+	release, err := r.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ids, err := repo.LoadIdentities(r.identity)
+	if err != nil {
+		return usage(err)
+	}
+	st, err := r.c.openStorage(ctx, r.env, log)
+	if err != nil {
+		return err
+	}
+	entries, err := r.c.list(ctx, st)
+	if err != nil {
+		return err
+	}
+	e, err := repo.Select(entries, sel)
+	if err != nil {
+		return err
+	}
+	m := e.Manifest
+	if e.Verification != nil && !e.Verification.OK {
+		return fmt.Errorf("%w: backup %s failed its last verification: %v", repo.ErrCorrupt, m.ID, e.Verification.Problems)
+	}
+	drv, err := drivers.New(m.Driver, drivers.Config{DSN: r.c.dsn, RestoreFiles: m.HasFiles()})
+	if err != nil {
+		return usage(err)
+	}
+	log.Info("restoring backup", "id", m.ID, "driver", m.Driver, "databases", m.Databases)
+	if err := repo.Restore(ctx, st, m, drv, repo.RestoreOptions{
+		Database: r.database, Into: r.into, Yes: r.yes, NoGlobals: r.noGlobals, Identities: ids, Logger: log,
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.env.stdout, "restored backup %s\n", m.ID)
+	return nil
+}
+
+// selector reads which backup to restore: one ID, --latest or --before.
+func (r *restoreCommand) selector(pos []string) (repo.Selector, error) {
+	sel := repo.Selector{Latest: r.latest}
 	n := 0
 	if len(pos) == 1 {
 		sel.ID = pos[0]
@@ -51,75 +101,28 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if r.before != "" {
 		t, err := parseTime(r.before)
 		if err != nil {
-			return usageError{err.Error()}
+			return sel, usage(err)
 		}
 		sel.Before = t
 		n++
 	}
 	if len(pos) > 1 || n != 1 {
-		return usageError{"say which backup to restore: one ID, or --latest, or --before TIME"}
+		return sel, usagef("say which backup to restore: one ID, or --latest, or --before TIME")
 	}
-	r.c.credentials()
-	log, err := r.c.logger(r.env)
-	if err != nil {
-		return err
-	}
-	release, err := agent.Lock(r.socket)
-	if errors.Is(err, agent.ErrBusy) {
+	return sel, nil
+}
+
+// lock takes the pod's lock, or says which backup holds it.
+func (r *restoreCommand) lock(ctx context.Context) (func(), error) {
+	release, err := control.Lock(r.socket)
+	if errors.Is(err, control.ErrBusy) {
 		msg := "a backup is running in this pod"
-		if c, derr := agent.Dial(r.socket); derr == nil {
+		if c, derr := control.Dial(r.socket); derr == nil {
 			if st, serr := c.Status(ctx); serr == nil && st.Running != nil {
 				msg = fmt.Sprintf("a backup is running in this pod (run %d, since %s)", st.Running.Run, st.Running.Started.UTC().Format("15:04:05"))
 			}
 		}
-		return fmt.Errorf("restore refused, nothing was changed: %s; wait for it to finish (remora status) and run the restore again", msg)
+		return nil, fmt.Errorf("restore refused, nothing was changed: %s; wait for it to finish (remora status) and run the restore again", msg)
 	}
-	if err != nil {
-		return err
-	}
-	defer release()
-	ids, err := backup.LoadIdentities(r.identity)
-	if err != nil {
-		return usageError{err.Error()}
-	}
-	st, err := r.c.openStorage(ctx, r.env)
-	if err != nil {
-		return err
-	}
-	entries, err := r.c.list(ctx, st)
-	if err != nil {
-		return err
-	}
-	e, err := backup.Select(entries, sel)
-	if err != nil {
-		return err
-	}
-	m := e.Manifest
-	if e.Verification != nil && !e.Verification.OK {
-		return fmt.Errorf("%w: backup %s failed its last verification: %v", backup.ErrCorrupt, m.ID, e.Verification.Problems)
-	}
-	hasFiles := false
-	for _, o := range m.Objects {
-		hasFiles = hasFiles || o.Kind == drivers.KindFiles
-	}
-	if r.c.dsn == "" && m.Driver != files.Name {
-		return usageError{"no database given: set --dsn or REMORA_DSN"}
-	}
-	drv, err := drivers.New(m.Driver, drivers.Config{DSN: r.c.dsn})
-	if err != nil {
-		return usageError{err.Error()}
-	}
-	if hasFiles && m.Driver != files.Name {
-		if drv, err = files.Extra(drv, nil); err != nil {
-			return err
-		}
-	}
-	log.Info("restoring backup", "id", m.ID, "driver", m.Driver, "databases", m.Databases)
-	if err := backup.Restore(ctx, st, m, drv, backup.RestoreOptions{
-		Database: r.database, Into: r.into, Yes: r.yes, NoGlobals: r.noGlobals, Identities: ids, Logger: log,
-	}); err != nil {
-		return err
-	}
-	fmt.Fprintf(r.env.stdout, "restored backup %s\n", m.ID)
-	return nil
+	return release, err
 }

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"remora.dev/remora/agent"
+	"remora.dev/remora/control"
+	"remora.dev/remora/sidecar"
 )
 
 type statusCommand struct {
@@ -18,12 +19,12 @@ type statusCommand struct {
 
 func (s *statusCommand) Run(ctx context.Context, args []string) error {
 	fs := s.env.newFlagSet("status", "status [--json] [--socket PATH]")
-	stringFlag(fs, &s.socket, "socket", defaultSocket, "the agent's control socket")
+	stringFlag(fs, &s.socket, "socket", sidecar.SocketPath, "the agent's control socket")
 	choiceBool(fs, &s.json, "json", "print JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := agent.Dial(s.socket)
+	c, err := control.Dial(s.socket)
 	if err != nil {
 		return fmt.Errorf("%w: is `remora agent` running in this container?", err)
 	}
@@ -78,7 +79,7 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 	return nil
 }
 
-func progressLine(p agent.Progress, seconds float64) string {
+func progressLine(p control.Progress, seconds float64) string {
 	rate := ""
 	if seconds > 0 {
 		rate = fmt.Sprintf(", %s/s", humanBytes(int64(float64(p.BytesRead)/seconds)))

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"remora.dev/remora/agent/backup"
+	"remora.dev/remora/repo"
 )
 
 type verifyCommand struct {
@@ -25,17 +25,18 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) > 1 || len(pos) == 1 && v.all {
-		return usageError{"verify takes one backup ID, or --all, or nothing for the latest backup"}
+		return usagef("verify takes one backup ID, or --all, or nothing for the latest backup")
 	}
 	v.c.credentials()
-	if _, err := v.c.logger(v.env); err != nil {
+	log, err := v.c.logger(v.env)
+	if err != nil {
 		return err
 	}
-	ids, err := backup.LoadIdentities(v.identity)
+	ids, err := repo.LoadIdentities(v.identity)
 	if err != nil {
-		return usageError{err.Error()}
+		return usage(err)
 	}
-	st, err := v.c.openStorage(ctx, v.env)
+	st, err := v.c.openStorage(ctx, v.env, log)
 	if err != nil {
 		return err
 	}
@@ -43,18 +44,18 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var todo []*backup.Entry
+	var todo []*repo.Entry
 	switch {
 	case v.all:
 		for i := range entries {
 			todo = append(todo, &entries[i])
 		}
 	default:
-		sel := backup.Selector{Latest: true}
+		sel := repo.Selector{Latest: true}
 		if len(pos) == 1 {
-			sel = backup.Selector{ID: pos[0]}
+			sel = repo.Selector{ID: pos[0]}
 		}
-		e, err := backup.Select(entries, sel)
+		e, err := repo.Select(entries, sel)
 		if err != nil {
 			return err
 		}
@@ -64,10 +65,10 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	for _, e := range todo {
 		if e.Problem != "" {
 			fmt.Fprintf(v.env.stdout, "%s  DAMAGED  %s\n", e.Manifest.ID, e.Problem)
-			bad = append(bad, fmt.Errorf("%w: backup %s: %s", backup.ErrCorrupt, e.Manifest.ID, e.Problem))
+			bad = append(bad, fmt.Errorf("%w: backup %s: %s", repo.ErrCorrupt, e.Manifest.ID, e.Problem))
 			continue
 		}
-		err := backup.Verify(ctx, st, e.Manifest, ids, true)
+		err := repo.Verify(ctx, st, e.Manifest, ids, true)
 		switch {
 		case err == nil:
 			how := ""
@@ -75,7 +76,7 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 				how = " (checksums only: encrypted, no --identity to check the contents)"
 			}
 			fmt.Fprintf(v.env.stdout, "%s  OK  %d objects, %s%s\n", e.Manifest.ID, len(e.Manifest.Objects), humanBytes(e.Manifest.Size()), how)
-		case errors.Is(err, backup.ErrCorrupt):
+		case errors.Is(err, repo.ErrCorrupt):
 			fmt.Fprintf(v.env.stdout, "%s  CORRUPT  %s\n", e.Manifest.ID, oneLine(err.Error()))
 			bad = append(bad, fmt.Errorf("backup %s: %w", e.Manifest.ID, err))
 		default:

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"remora.dev/remora/internal/kube"
+	"remora.dev/remora/sidecar"
 	"remora.dev/remora/webhook"
 )
 
@@ -37,12 +39,64 @@ type webhookCommand struct {
 	kubeServer, kubeToken, kubeCA          string
 }
 
+// certTimes are the lifetimes of the certificates --tls-secret makes and how
+// often it is checked.
+type certTimes struct {
+	ca, cert, check time.Duration
+}
+
+// certSource provides the serving certificate: a webhook.CertManager or a
+// webhook.CertReloader.
+type certSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	Ready() bool // a certificate is being served
+}
+
 func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 	// The webhook holds little and allocates per request: the collector's
 	// default pace (not the data path's tighter one) keeps its latency low.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(100)
 	}
+	if err := w.parseFlags(args); err != nil {
+		return err
+	}
+	c := common{logFormat: w.logFormat, logLevel: w.logLevel}
+	log, err := c.logger(w.env)
+	if err != nil {
+		return err
+	}
+	cfg, err := w.config()
+	if err != nil {
+		return err
+	}
+	times, err := w.certTimes()
+	if err != nil {
+		return err
+	}
+	// The API server: for --tls-secret, and to learn whether it runs native sidecars.
+	client, kerr := kube.New(kube.Config{Server: w.kubeServer, TokenFile: w.kubeToken, CAFile: w.kubeCA})
+	if kerr != nil && w.tlsSecret != "" {
+		return fmt.Errorf("webhook: --tls-secret needs the API server: %w", kerr)
+	}
+	if cfg.NativeSupported, err = w.nativeSidecars(ctx, client, kerr, log); err != nil {
+		return err
+	}
+	// What starts below (certificate renewal or reloading) stops when the
+	// command returns.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	recycle := &webhook.Recycler{}
+	certs, err := w.tlsSource(ctx, client, times, recycle.Rotated, log)
+	if err != nil {
+		return err
+	}
+	return w.serve(ctx, cfg, certs, recycle, log)
+}
+
+// parseFlags defines the webhook's flags, each with its environment twin, and
+// parses args.
+func (w *webhookCommand) parseFlags(args []string) error {
 	fs := w.env.newFlagSet("webhook", "webhook [--tls-secret NAME | --tls-cert FILE --tls-key FILE] [flags]")
 	stringFlag(fs, &w.listen, "listen", ":8443", "HTTPS address of /mutate")
 	stringFlag(fs, &w.tlsSecret, "tls-secret", "", "keep the CA and serving certificate in this Secret of --namespace, publish the CA in the caBundle of --webhook-config and renew both (instead of --tls-cert/--tls-key)")
@@ -58,40 +112,41 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 	stringFlag(fs, &w.certFile, "tls-cert", "/etc/remora/tls/tls.crt", "serving certificate (reloaded when it changes), when --tls-secret is not set")
 	stringFlag(fs, &w.keyFile, "tls-key", "/etc/remora/tls/tls.key", "serving key, when --tls-secret is not set")
 	stringFlag(fs, &w.metricsAddr, "metrics-addr", ":9464", "address of /metrics, /healthz and /readyz")
-	stringFlag(fs, &w.image, "sidecar-image", "remora:latest", "image of the injected sidecar")
-	stringFlag(fs, &w.sidecarMode, "sidecar-mode", "auto", "auto, native (init container with restartPolicy Always) or classic")
+	stringFlag(fs, &w.image, "sidecar-image", webhook.DefaultImage, "image of the injected sidecar")
+	stringFlag(fs, &w.sidecarMode, "sidecar-mode", webhook.SidecarAuto, "auto, native (init container with restartPolicy Always) or classic")
 	stringFlag(fs, &w.native, "native-sidecars", "auto", "whether the API server supports native sidecars (1.29+), for --sidecar-mode auto: auto asks the API server")
 	stringFlag(fs, &w.autoDetect, "auto-detect", "true", "inject pods whose image is a recognised database, without annotations")
 	stringFlag(fs, &w.namespace, "namespace", "remora-system", "the webhook's own namespace, never injected")
-	stringFlag(fs, &w.cpuRequest, "sidecar-cpu-request", "10m", "sidecar CPU request")
-	stringFlag(fs, &w.memRequest, "sidecar-memory-request", "32Mi", "sidecar memory request")
-	stringFlag(fs, &w.memLimit, "sidecar-memory-limit", "256Mi", "sidecar memory limit")
+	stringFlag(fs, &w.cpuRequest, "sidecar-cpu-request", sidecar.CPURequest, "sidecar CPU request")
+	stringFlag(fs, &w.memRequest, "sidecar-memory-request", sidecar.MemoryRequest, "sidecar memory request")
+	stringFlag(fs, &w.memLimit, "sidecar-memory-limit", sidecar.MemoryLimit, "sidecar memory limit")
 	stringFlag(fs, &w.defaultStorage, "default-storage", "", "storage URL for sidecars whose storage Secret sets no REMORA_STORAGE")
 	stringFlag(fs, &w.logFormat, "log-format", "json", "log format: text or json")
 	stringFlag(fs, &w.logLevel, "log-level", "info", "log level")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	c := common{logFormat: w.logFormat, logLevel: w.logLevel}
-	log, err := c.logger(w.env)
-	if err != nil {
-		return err
-	}
+	return parse(fs, args)
+}
+
+// config is the webhook.Config the flags ask for, checked; nativeSidecars
+// fills in NativeSupported.
+func (w *webhookCommand) config() (webhook.Config, error) {
 	cfg := webhook.Config{Image: w.image, SidecarMode: w.sidecarMode, OwnNamespace: w.namespace, DefaultStorage: w.defaultStorage}
-	for _, b := range []struct {
-		name string
-		v    string
-		p    *bool
-	}{{"auto-detect", w.autoDetect, &cfg.AutoDetect}} {
-		v, err := strconv.ParseBool(b.v)
-		if err != nil {
-			return usageError{fmt.Sprintf("--%s=%q: want true or false", b.name, b.v)}
-		}
-		*b.p = v
+	autoDetect, err := strconv.ParseBool(w.autoDetect)
+	if err != nil {
+		return cfg, usagef("--auto-detect=%q: want true or false", w.autoDetect)
 	}
-	if w.sidecarMode != "auto" && w.sidecarMode != "native" && w.sidecarMode != "classic" {
-		return usageError{fmt.Sprintf("--sidecar-mode %q: want auto, native or classic", w.sidecarMode)}
+	cfg.AutoDetect = autoDetect
+	switch w.sidecarMode {
+	case webhook.SidecarAuto, webhook.SidecarNative, webhook.SidecarClassic:
+	default:
+		return cfg, usagef("--sidecar-mode %q: want auto, native or classic", w.sidecarMode)
 	}
+	cfg.Resources, err = w.resources()
+	return cfg, err
+}
+
+// resources are the sidecar's requests and limits; a flag set empty sets
+// none.
+func (w *webhookCommand) resources() (corev1.ResourceRequirements, error) {
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	for _, q := range []struct {
 		name, v string
@@ -104,101 +159,123 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 		}
 		qty, err := resource.ParseQuantity(q.v)
 		if err != nil {
-			return usageError{fmt.Sprintf("--%s=%q: not a quantity", q.name, q.v)}
+			return res, usagef("--%s=%q: not a quantity", q.name, q.v)
 		}
 		q.list[q.key] = qty
 	}
-	cfg.Resources = res
+	return res, nil
+}
 
-	durations := map[string]*time.Duration{}
-	for name, v := range map[string]string{"ca-validity": w.caValidity, "cert-validity": w.certValidity, "cert-check-interval": w.certCheck} {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return usageError{fmt.Sprintf("--%s=%q: want a duration such as 8760h", name, v)}
+// certTimes reads --ca-validity, --cert-validity and --cert-check-interval:
+// each a positive duration.
+func (w *webhookCommand) certTimes() (certTimes, error) {
+	var t certTimes
+	for _, d := range []struct {
+		name, v string
+		p       *time.Duration
+	}{{"ca-validity", w.caValidity, &t.ca}, {"cert-validity", w.certValidity, &t.cert}, {"cert-check-interval", w.certCheck, &t.check}} {
+		v, err := time.ParseDuration(d.v)
+		if err != nil || v <= 0 {
+			return t, usagef("--%s=%q: want a duration such as 8760h", d.name, d.v)
 		}
-		durations[name] = &d
+		*d.p = v
 	}
+	return t, nil
+}
 
-	// The API server: for --tls-secret, and to learn whether it runs native sidecars.
-	client, kerr := kube.New(kube.Config{Server: w.kubeServer, TokenFile: w.kubeToken, CAFile: w.kubeCA})
-	if kerr != nil && w.tlsSecret != "" {
-		return fmt.Errorf("webhook: --tls-secret needs the API server: %w", kerr)
-	}
+// nativeSidecars is whether the API server supports native sidecars
+// (Kubernetes 1.29+), which --sidecar-mode auto follows: as --native-sidecars
+// says, or for auto as the server's version says. When the server (client,
+// nil with the error kerr) or its version cannot be reached, it is assumed.
+func (w *webhookCommand) nativeSidecars(ctx context.Context, client *kube.Client, kerr error, log *slog.Logger) (bool, error) {
 	switch w.native {
 	case "true", "false":
-		cfg.NativeSupported = w.native == "true"
+		return w.native == "true", nil
 	case "auto":
-		cfg.NativeSupported = true
-		if client == nil {
-			log.Warn("API server not reachable, assuming native sidecars (Kubernetes 1.29+)", "error", kerr)
-			break
-		}
-		vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		major, minor, err := client.Version(vctx)
-		cancel()
-		if err != nil {
-			log.Warn("cannot read the API server version, assuming native sidecars (Kubernetes 1.29+)", "error", err)
-			break
-		}
-		cfg.NativeSupported = major > 1 || minor >= 29
-		log.Info("API server version", "version", fmt.Sprintf("%d.%d", major, minor), "native_sidecars", cfg.NativeSupported)
 	default:
-		return usageError{fmt.Sprintf("--native-sidecars=%q: want auto, true or false", w.native)}
+		return false, usagef("--native-sidecars=%q: want auto, true or false", w.native)
 	}
+	if client == nil {
+		log.Warn("API server not reachable, assuming native sidecars (Kubernetes 1.29+)", "error", kerr)
+		return true, nil
+	}
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	major, minor, err := client.Version(vctx)
+	cancel()
+	if err != nil {
+		log.Warn("cannot read the API server version, assuming native sidecars (Kubernetes 1.29+)", "error", err)
+		return true, nil
+	}
+	native := major > 1 || minor >= 29
+	log.Info("API server version", "version", fmt.Sprintf("%d.%d", major, minor), "native_sidecars", native)
+	return native, nil
+}
 
-	recycle := &webhook.Recycler{}
-	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	ready := func() bool { return true }
+// tlsSource starts what provides the serving certificate, until ctx ends:
+// with --tls-secret a CertManager that keeps it in that Secret, else a
+// CertReloader of --tls-cert and --tls-key. onChange is called after the
+// certificate changed.
+func (w *webhookCommand) tlsSource(ctx context.Context, client *kube.Client, times certTimes, onChange func(), log *slog.Logger) (certSource, error) {
 	if w.tlsSecret != "" {
-		hosts := []string{w.service, w.service + "." + w.namespace, w.service + "." + w.namespace + ".svc", w.service + "." + w.namespace + ".svc.cluster.local"}
-		for _, h := range strings.Split(w.tlsHosts, ",") {
-			if h = strings.TrimSpace(h); h != "" {
-				hosts = append(hosts, h)
-			}
-		}
 		cm := &webhook.CertManager{Client: client, Namespace: w.namespace, Secret: w.tlsSecret, WebhookConfig: w.webhookConfig,
-			Hosts: hosts, CAValidity: *durations["ca-validity"], CertValidity: *durations["cert-validity"], Log: log, OnChange: recycle.Rotated}
-		go cm.Run(ctx, *durations["cert-check-interval"])
-		getCert, ready = cm.GetCertificate, cm.Ready
-	} else {
-		certs, err := webhook.NewCertReloader(w.certFile, w.keyFile, log)
-		if err != nil {
-			return err
-		}
-		certs.OnChange = recycle.Rotated
-		stop := make(chan struct{})
-		defer close(stop)
-		go certs.Watch(stop)
-		getCert = certs.GetCertificate
+			Hosts: w.hosts(), CAValidity: times.ca, CertValidity: times.cert, Log: log, OnChange: onChange}
+		go cm.Run(ctx, times.check)
+		return cm, nil
 	}
+	certs, err := webhook.NewCertReloader(w.certFile, w.keyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	certs.OnChange = onChange
+	go certs.Watch(ctx)
+	return certs, nil
+}
 
+// hosts are the names the serving certificate is for: the Service's
+// in-cluster names, then --tls-hosts.
+func (w *webhookCommand) hosts() []string {
+	hosts := []string{w.service, w.service + "." + w.namespace, w.service + "." + w.namespace + ".svc", w.service + "." + w.namespace + ".svc.cluster.local"}
+	for _, h := range strings.Split(w.tlsHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// serve runs /mutate over HTTPS on --listen, and /metrics, /healthz and
+// /readyz on --metrics-addr, until ctx ends (then /mutate shuts down
+// gracefully) or either server fails, whose error it returns. Both addresses
+// are bound before anything is served, so an address in use fails the
+// command at once.
+func (w *webhookCommand) serve(ctx context.Context, cfg webhook.Config, certs certSource, recycle *webhook.Recycler, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/mutate", recycle.Wrap(webhook.NewHandler(cfg, log, reg)))
 	srv := &http.Server{Addr: w.listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second,
 		ConnState: recycle.ConnState, ConnContext: recycle.ConnContext,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert}}
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}}
+	metrics := &http.Server{Addr: w.metricsAddr, Handler: metricsMux(reg, certs.Ready), ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", w.listen)
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
-	mm := http.NewServeMux()
-	mm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mm.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	mm.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !ready() {
-			http.Error(w, "no serving certificate yet", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
-	metrics := &http.Server{Addr: w.metricsAddr, Handler: mm, ReadHeaderTimeout: 10 * time.Second}
-	go metrics.ListenAndServe()
+	mln, err := net.Listen("tcp", w.metricsAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("webhook: --metrics-addr: %w", err)
+	}
+	defer srv.Close()
 	defer metrics.Close()
 	log.Info("webhook serving", "listen", w.listen, "sidecar_mode", w.sidecarMode, "image", w.image)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	go func() {
+		if err := metrics.Serve(mln); err != nil {
+			errc <- fmt.Errorf("webhook: metrics server: %w", err)
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -210,4 +287,20 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 		}
 		return err
 	}
+}
+
+// metricsMux serves reg's metrics, /healthz, and /readyz, which fails until
+// ready reports a serving certificate.
+func metricsMux(reg *prometheus.Registry, ready func() bool) http.Handler {
+	mm := http.NewServeMux()
+	mm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mm.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mm.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready() {
+			http.Error(w, "no serving certificate yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return mm
 }

@@ -25,7 +25,7 @@ import (
 )
 
 // Name is the driver's name in --driver and remora.dev/driver.
-const Name = "files"
+const Name = drivers.Files
 
 // FormatTar is the format of a files object.
 const FormatTar = "tar"
@@ -386,65 +386,4 @@ func randomSuffix() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// Extra adds a files object for paths to every backup of inner, and restores
-// files objects itself. With no paths it only restores them.
-func Extra(inner drivers.Driver, paths []string) (drivers.Driver, error) {
-	f, err := New(paths)
-	if err != nil {
-		return nil, err
-	}
-	return &extra{inner: inner, files: f}, nil
-}
-
-type extra struct {
-	inner drivers.Driver
-	files *Driver
-}
-
-func (e *extra) Plan(ctx context.Context) (*drivers.Plan, error) {
-	plan, err := e.inner.Plan(ctx)
-	if err != nil || len(e.files.paths) == 0 {
-		return plan, err
-	}
-	if _, err := e.files.Plan(ctx); err != nil {
-		return nil, err
-	}
-	plan.Objects = append(plan.Objects, e.files.Object())
-	return plan, nil
-}
-
-func (e *extra) Dump(ctx context.Context, obj drivers.Object, w io.Writer) error {
-	if obj.Kind == drivers.KindFiles {
-		return e.files.Dump(ctx, obj, w)
-	}
-	return e.inner.Dump(ctx, obj, w)
-}
-
-func (e *extra) CheckRestore(ctx context.Context, objs []drivers.Object, opts drivers.RestoreOptions) error {
-	var mine, theirs []drivers.Object
-	for _, o := range objs {
-		if o.Kind == drivers.KindFiles {
-			mine = append(mine, o)
-		} else {
-			theirs = append(theirs, o)
-		}
-	}
-	if len(mine) > 0 {
-		if err := e.files.CheckRestore(ctx, mine, opts); err != nil {
-			return err
-		}
-	}
-	if len(theirs) > 0 {
-		return e.inner.CheckRestore(ctx, theirs, opts)
-	}
-	return nil
-}
-
-func (e *extra) Restore(ctx context.Context, obj drivers.Object, r io.Reader, opts drivers.RestoreOptions) error {
-	if obj.Kind == drivers.KindFiles {
-		return e.files.Restore(ctx, obj, r, opts)
-	}
-	return e.inner.Restore(ctx, obj, r, opts)
 }

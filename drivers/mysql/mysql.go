@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -167,12 +168,12 @@ func (d *Driver) query(ctx context.Context, client, sql string) ([][]string, err
 
 // explain turns the client's connection errors into advice.
 func (d *Driver) explain(err error) error {
-	msg := err.Error()
+	says := func(s string) bool { return drivers.ToolSays(err, s) }
 	switch {
-	case strings.Contains(msg, "ERROR 1045"):
+	case says("ERROR 1045"):
 		return fmt.Errorf("mysql %s: login as %q refused: check the user and password (DSN)", d.where, d.user)
-	case strings.Contains(msg, "Can't connect"), strings.Contains(msg, "Lost connection"), strings.Contains(msg, "Connection refused"):
-		return fmt.Errorf("mysql %s: cannot connect: check the DSN and that the server is running (%s)", d.where, msg)
+	case says("Can't connect"), says("Lost connection"), says("Connection refused"):
+		return fmt.Errorf("mysql %s: cannot connect: check the DSN and that the server is running (%s)", d.where, err)
 	}
 	return fmt.Errorf("mysql %s: %w", d.where, err)
 }
@@ -332,7 +333,7 @@ func (d *Driver) dumpUsers(ctx context.Context, s *server, w io.Writer) error {
 		}
 		m := unknownAccount.FindStringSubmatch(line)
 		if m == nil {
-			return d.explain(fmt.Errorf("%s", line))
+			return d.explain(&drivers.ToolError{Tool: filepath.Base(s.client), Stderr: line})
 		}
 		n, _ := strconv.Atoi(m[1])
 		if n >= 1 && n <= len(accts) && !slices.Contains(skipped, accts[n-1]) {

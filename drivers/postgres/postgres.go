@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/errs"
 )
 
 // Name is the driver's name in --driver and remora.dev/driver.
@@ -156,18 +157,7 @@ func (d *Driver) connect(ctx context.Context, db string) (*pgx.Conn, error) {
 		}
 		return nil, fmt.Errorf("postgres %s: %s (SQLSTATE %s)", where, pgErr.Message, pgErr.Code)
 	}
-	return nil, fmt.Errorf("postgres %s: cannot connect: %v: check the DSN and that the server is running", where, scrub(lastCause(err), d.password))
-}
-
-// lastCause is the innermost error, which for a failed dial is the useful part.
-func lastCause(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
-		}
-		err = u
-	}
+	return nil, fmt.Errorf("postgres %s: cannot connect: %v: check the DSN and that the server is running", where, scrub(errs.Root(err), d.password))
 }
 
 // scrub removes the password from a message that might quote it.
@@ -363,7 +353,7 @@ func (d *Driver) restoreDatabase(ctx context.Context, obj drivers.Object, r io.R
 	}
 	if err != nil {
 		hint := ""
-		if strings.Contains(err.Error(), "max_locks_per_transaction") {
+		if drivers.ToolSays(err, "max_locks_per_transaction") {
 			hint = " (the restore runs in one transaction: raise max_locks_per_transaction for databases with very many tables)"
 		}
 		return fmt.Errorf("postgres: restore into %q failed, nothing was changed: %w%s", name, err, hint)

@@ -75,12 +75,12 @@ func (d *Driver) client() *goredis.Client { return goredis.NewClient(d.opts) }
 
 // explain turns connection errors into advice.
 func (d *Driver) explain(err error) error {
-	msg := err.Error()
+	reply := func(prefix string) bool { return goredis.HasErrorPrefix(err, prefix) }
 	switch {
-	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "invalid password"):
-		return fmt.Errorf("redis %s: login refused (%s): check the user and password (DSN)", d.where, firstLine(msg))
-	case strings.Contains(msg, "NOPERM"):
-		return fmt.Errorf("redis %s: the user lacks a permission (%s): it needs SYNC, REPLCONF, INFO and, to restore, REPLICAOF and CONFIG", d.where, firstLine(msg))
+	case reply("WRONGPASS"), reply("NOAUTH"), reply("invalid password"):
+		return fmt.Errorf("redis %s: login refused (%s): check the user and password (DSN)", d.where, firstLine(err.Error()))
+	case reply("NOPERM"):
+		return fmt.Errorf("redis %s: the user lacks a permission (%s): it needs SYNC, REPLCONF, INFO and, to restore, REPLICAOF and CONFIG", d.where, firstLine(err.Error()))
 	}
 	var nerr net.Error
 	if errors.As(err, &nerr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
@@ -175,10 +175,19 @@ func command(conn net.Conn, br *bufio.Reader, args ...string) (string, error) {
 	}
 	line = strings.TrimRight(line, "\r\n")
 	if strings.HasPrefix(line, "-") {
-		return "", errors.New(line[1:])
+		return "", replyError(line[1:])
 	}
 	return line, nil
 }
+
+// replyError is an error reply of the server to a command sent on a raw
+// connection; like go-redis's own, it is a goredis.Error.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+var _ goredis.Error = replyError("")
 
 // eofMarkLen is the length of the end marker of a diskless transfer.
 const eofMarkLen = 40
@@ -312,74 +321,26 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 		return fmt.Errorf("redis: restore needs a temporary directory for the snapshot: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	f, err := os.Create(filepath.Join(dir, "dump.rdb"))
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
+	if err := writeSnapshot(filepath.Join(dir, "dump.rdb"), r); err != nil {
 		return err // the snapshot failed its checks: nothing was touched
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-
-	port, err := freePort()
+	src, err := startSource(ctx, dir)
 	if err != nil {
 		return err
 	}
-	srv := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--protected-mode", "no",
-		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--logfile", filepath.Join(dir, "redis.log"))
-	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("redis: start the temporary redis-server: %w", err)
-	}
-	defer func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		_, _ = srv.Process.Wait()
-	}()
-	tmp := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Protocol: 2, DisableIdentity: true})
-	defer tmp.Close()
-	if err := waitFor(ctx, 30*time.Second, func() error {
-		loading, err := info(ctx, tmp, "persistence", "loading")
-		if err == nil && loading != "0" {
-			return errors.New("still loading")
-		}
-		return err
-	}); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-		return fmt.Errorf("redis: the temporary redis-server did not load the snapshot: %v: %s", err, lastLines(string(log), 3))
-	}
-	keys, _ := tmp.DBSize(ctx).Result()
+	defer src.stop()
+	keys, _ := src.client.DBSize(ctx).Result()
 
 	c := d.client()
 	defer c.Close()
-	// The temporary server has no password: clear masteruser/masterauth for
-	// the sync and put them back after.
-	saved := map[string]string{}
-	for _, k := range []string{"masteruser", "masterauth"} {
-		if v, err := c.ConfigGet(ctx, k).Result(); err == nil {
-			saved[k] = v[k]
-			if v[k] != "" {
-				if err := c.ConfigSet(ctx, k, "").Err(); err != nil {
-					return d.explain(err)
-				}
-			}
-		}
+	restoreAuth, err := d.clearMasterAuth(ctx, c)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		rctx := context.WithoutCancel(ctx)
-		for k, v := range saved {
-			if v != "" {
-				_ = c.ConfigSet(rctx, k, v).Err()
-			}
-		}
-	}()
-	if err := c.Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(port)).Err(); err != nil {
+	defer restoreAuth()
+	if err := c.Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(src.port)).Err(); err != nil {
 		return d.explain(err)
 	}
-	promote := func() error { return c.Do(context.WithoutCancel(ctx), "REPLICAOF", "NO", "ONE").Err() }
 	err = waitFor(ctx, 24*time.Hour, func() error {
 		link, err := info(ctx, c, "replication", "master_link_status")
 		if err != nil {
@@ -391,7 +352,7 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 		}
 		return nil
 	})
-	if perr := promote(); perr != nil && err == nil {
+	if perr := c.Do(context.WithoutCancel(ctx), "REPLICAOF", "NO", "ONE").Err(); perr != nil && err == nil {
 		err = fmt.Errorf("promote back to primary: %w", perr)
 	}
 	if err != nil {
@@ -402,6 +363,87 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 		opts.Warnf("redis: the snapshot held %d keys in db 0, the server now has %d (clients may have written meanwhile)", keys, got)
 	}
 	return nil
+}
+
+func writeSnapshot(path string, r io.Reader) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// source is the temporary redis-server a restore replicates from.
+type source struct {
+	port   int
+	srv    *exec.Cmd
+	client *goredis.Client
+}
+
+// startSource starts redis-server on the snapshot in dir and waits until it
+// has loaded it.
+func startSource(ctx context.Context, dir string) (*source, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	srv := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--protected-mode", "no",
+		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--logfile", filepath.Join(dir, "redis.log"))
+	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("redis: start the temporary redis-server: %w", err)
+	}
+	s := &source{port: port, srv: srv,
+		client: goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Protocol: 2, DisableIdentity: true})}
+	if err := waitFor(ctx, 30*time.Second, func() error {
+		loading, err := info(ctx, s.client, "persistence", "loading")
+		if err == nil && loading != "0" {
+			return errors.New("still loading")
+		}
+		return err
+	}); err != nil {
+		s.stop()
+		log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+		return nil, fmt.Errorf("redis: the temporary redis-server did not load the snapshot: %v: %s", err, lastLines(string(log), 3))
+	}
+	return s, nil
+}
+
+func (s *source) stop() {
+	s.client.Close()
+	_ = s.srv.Process.Signal(syscall.SIGTERM)
+	_, _ = s.srv.Process.Wait()
+}
+
+// clearMasterAuth empties the target's masteruser and masterauth (the
+// temporary server has no password) and returns what puts them back.
+func (d *Driver) clearMasterAuth(ctx context.Context, c *goredis.Client) (restore func(), err error) {
+	saved := map[string]string{}
+	restore = func() {
+		rctx := context.WithoutCancel(ctx)
+		for k, v := range saved {
+			if v != "" {
+				_ = c.ConfigSet(rctx, k, v).Err()
+			}
+		}
+	}
+	for _, k := range []string{"masteruser", "masterauth"} {
+		if v, err := c.ConfigGet(ctx, k).Result(); err == nil {
+			saved[k] = v[k]
+			if v[k] != "" {
+				if err := c.ConfigSet(ctx, k, "").Err(); err != nil {
+					restore()
+					return nil, d.explain(err)
+				}
+			}
+		}
+	}
+	return restore, nil
 }
 
 func freePort() (int, error) {

@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +22,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"remora.dev/remora/internal/certpool"
 )
 
 // In-cluster locations of the service account's credentials.
@@ -61,13 +62,9 @@ func New(c Config) (*Client, error) {
 	if c.CAFile == "" {
 		c.CAFile = CAFile
 	}
-	pem, err := os.ReadFile(c.CAFile)
+	pool, err := certpool.FromFile(c.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("kube: API server CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("kube: API server CA %s: no PEM certificate", c.CAFile)
 	}
 	if _, err := os.Stat(c.TokenFile); err != nil {
 		return nil, fmt.Errorf("kube: token: %w", err)

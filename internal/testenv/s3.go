@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -114,3 +115,19 @@ func (s *S3) SetEnv(t *testing.T) {
 
 // Kill stops the server at once (SIGKILL), as a crash would.
 func (s *S3) Kill() { s.p.stop(syscall.SIGKILL) }
+
+// StartUpload starts a multipart upload of key in bucket, stores one part and
+// leaves it unfinished, as a Put that was killed does.
+func (s *S3) StartUpload(t testing.TB, bucket, key string) {
+	t.Helper()
+	ctx := context.Background()
+	core := &minio.Core{Client: s.Client(t)}
+	id, err := core.NewMultipartUpload(ctx, bucket, key, minio.PutObjectOptions{})
+	if err != nil {
+		t.Fatalf("start upload of %s/%s: %v", bucket, key, err)
+	}
+	const size = 5 << 20 // the smallest part S3 takes before the last
+	if _, err := core.PutObjectPart(ctx, bucket, key, id, 1, bytes.NewReader(make([]byte, size)), size, minio.PutObjectPartOptions{}); err != nil {
+		t.Fatalf("upload a part of %s/%s: %v", bucket, key, err)
+	}
+}

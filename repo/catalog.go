@@ -1,0 +1,207 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"remora.dev/remora/storage"
+)
+
+// Entry is a backup found in storage.
+type Entry struct {
+	Manifest *Manifest
+	// Verification is the last verify's result, nil if never verified.
+	Verification *Verification
+	// Problem, if set, says why the backup cannot be used (an unreadable
+	// manifest); Manifest then holds only what the key tells.
+	Problem string
+}
+
+// Listing is one backup as `remora list --json` shows it.
+type Listing struct {
+	ID           string        `json:"id"`
+	Driver       string        `json:"driver"`
+	Time         time.Time     `json:"time"`
+	Size         int64         `json:"size"`
+	Databases    []string      `json:"databases"`
+	Verified     bool          `json:"verified"`
+	Verification *Verification `json:"verification,omitempty"`
+	Problem      string        `json:"problem,omitempty"`
+	Manifest     *Manifest     `json:"manifest,omitempty"` // absent for a damaged backup
+}
+
+// Listing summarises the entry.
+func (e Entry) Listing() Listing {
+	l := Listing{ID: e.Manifest.ID, Driver: e.Manifest.Driver, Time: e.Manifest.Started, Size: e.Manifest.Size(),
+		Databases: e.Manifest.Databases, Verification: e.Verification, Problem: e.Problem}
+	l.Verified = e.Verification != nil && e.Verification.OK
+	if e.Problem == "" {
+		l.Manifest = e.Manifest
+	}
+	return l
+}
+
+// ErrNotFound is wrapped by errors about a backup that does not exist.
+var ErrNotFound = errors.New("backup not found")
+
+// List finds the backups of a scope (every driver when scope.Driver is
+// empty), oldest first. Only directories with a manifest are backups.
+func List(ctx context.Context, st storage.Storage, scope Scope) ([]Entry, error) {
+	if err := scope.Validate(); err != nil {
+		return nil, err
+	}
+	type found struct {
+		driver, id string
+		verified   bool
+	}
+	var dirs []*found
+	byDir := map[string]*found{}
+	err := st.List(ctx, scope.Prefix(), func(o storage.Object) error {
+		driver, id, name, ok := scope.parseKey(o.Key)
+		if !ok || name != ManifestName && name != VerifiedName {
+			return nil
+		}
+		k := driver + "/" + id
+		if byDir[k] == nil {
+			byDir[k] = &found{driver: driver, id: id}
+		}
+		if name == ManifestName {
+			dirs = append(dirs, byDir[k])
+		} else {
+			byDir[k].verified = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	entries := make([]Entry, len(dirs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, d := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			entries[i] = readEntry(ctx, st, scope, d.driver, d.id, d.verified)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sortByID(entries)
+	return entries, nil
+}
+
+// readEntry reads the manifest (and verification record, if there is one)
+// of backup id of driver in scope.
+func readEntry(ctx context.Context, st storage.Storage, scope Scope, driver, id string, verified bool) Entry {
+	want := &Manifest{ID: id, Namespace: scope.Namespace, Workload: scope.Workload, Driver: driver}
+	e := Entry{Manifest: want}
+	m, err := readManifest(ctx, st, want.key(ManifestName))
+	switch {
+	case err != nil:
+		e.Problem = err.Error()
+	case m.ID != id || m.Driver != driver || m.Namespace != want.Namespace || m.Workload != want.Workload:
+		e.Problem = fmt.Sprintf("the manifest describes %s/%s/%s/%s, not this directory", m.Namespace, m.Workload, m.Driver, m.ID)
+	default:
+		e.Manifest = m
+	}
+	if verified {
+		var v Verification
+		if err := readJSON(ctx, st, want.key(VerifiedName), &v); err == nil {
+			e.Verification = &v
+		}
+	}
+	return e
+}
+
+func readManifest(ctx context.Context, st storage.Storage, key string) (*Manifest, error) {
+	b, err := readAll(ctx, st, key, 16<<20)
+	if err != nil {
+		return nil, err
+	}
+	return decodeManifest(b)
+}
+
+func readJSON(ctx context.Context, st storage.Storage, key string, v any) error {
+	b, err := readAll(ctx, st, key, 1<<20)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func readAll(ctx context.Context, st storage.Storage, key string, limit int64) ([]byte, error) {
+	r, err := st.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", key, limit)
+	}
+	return b, nil
+}
+
+// Selector picks one backup: by ID, the latest, or the latest taken at or
+// before a time.
+type Selector struct {
+	ID     string
+	Latest bool
+	Before time.Time
+}
+
+// Select picks one usable backup from entries (oldest first).
+func Select(entries []Entry, sel Selector) (*Entry, error) {
+	usable := func(e *Entry) error {
+		if e.Problem != "" {
+			return fmt.Errorf("backup %s cannot be used: %s", e.Manifest.ID, e.Problem)
+		}
+		return nil
+	}
+	switch {
+	case sel.ID != "":
+		var match []*Entry
+		for i := range entries {
+			if entries[i].Manifest.ID == sel.ID {
+				match = append(match, &entries[i])
+			}
+		}
+		if len(match) == 0 {
+			return nil, fmt.Errorf("%w: no backup with ID %q here: run `remora list` to see the IDs", ErrNotFound, sel.ID)
+		}
+		if len(match) > 1 {
+			return nil, fmt.Errorf("backup ID %q exists for several drivers: add --driver", sel.ID)
+		}
+		return match[0], usable(match[0])
+	case sel.Latest || !sel.Before.IsZero():
+		for i := len(entries) - 1; i >= 0; i-- {
+			e := &entries[i]
+			if e.Problem != "" {
+				continue
+			}
+			if !sel.Before.IsZero() && e.Manifest.Started.After(sel.Before) {
+				continue
+			}
+			return e, nil
+		}
+		if !sel.Before.IsZero() {
+			return nil, fmt.Errorf("%w: no backup taken at or before %s", ErrNotFound, sel.Before.UTC().Format(time.RFC3339))
+		}
+		return nil, fmt.Errorf("%w: there are no backups here yet", ErrNotFound)
+	}
+	return nil, errors.New("say which backup: an ID, --latest or --before TIME")
+}

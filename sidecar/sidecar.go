@@ -1,0 +1,70 @@
+// Package sidecar is the contract between the webhook that injects the
+// remora container and the agent that runs in it: the container's name, the
+// paths of its volumes, its port, its default resources and the environment
+// variables the webhook sets and `remora agent` reads. Each is written here
+// once; the webhook builds the container from it and the CLI takes its
+// defaults from it.
+package sidecar
+
+// ContainerName is the injected container's name (`kubectl exec -c remora`).
+const ContainerName = "remora"
+
+// Volumes the sidecar brings, and where they are mounted in it.
+const (
+	PodinfoVolume = "remora-podinfo"
+	PodinfoDir    = "/etc/remora/podinfo" // the downward API: the pod's annotations and labels
+	RunVolume     = "remora-run"
+	RunDir        = "/run/remora" // the control socket and the pod lock
+	TmpVolume     = "remora-tmp"
+	TmpDir        = "/tmp"
+)
+
+// Files in those volumes: the downward API's, by their names in the volume,
+// and the control socket.
+const (
+	AnnotationsName = "annotations"
+	LabelsName      = "labels"
+	AnnotationsFile = PodinfoDir + "/" + AnnotationsName
+	SocketPath      = RunDir + "/agent.sock"
+)
+
+// MetricsPort serves /metrics, /healthz and /readyz.
+const MetricsPort = 9464
+
+// MetricsPortName names it in the container spec.
+const MetricsPortName = "remora-metrics"
+
+// DefaultUser runs the sidecar when neither the pod nor a well-known image
+// says which user the database runs as (the image's own non-root user).
+const DefaultUser = 65532
+
+// Default resources of the sidecar, when the webhook is given none.
+const (
+	CPURequest    = "10m"
+	MemoryRequest = "32Mi"
+	MemoryLimit   = "256Mi"
+)
+
+// Environment the webhook sets and the agent reads. Every flag of remora has
+// such a twin: --name is REMORA_NAME with dashes as underscores.
+const (
+	EnvPodName     = "REMORA_POD_NAME"
+	EnvNamespace   = "REMORA_NAMESPACE"
+	EnvWorkload    = "REMORA_WORKLOAD"
+	EnvDriver      = "REMORA_DRIVER"
+	EnvContainer   = "REMORA_CONTAINER"
+	EnvDSN         = "REMORA_DSN"
+	EnvPaths       = "REMORA_PATHS"
+	EnvAnnotations = "REMORA_ANNOTATIONS"
+	EnvSocket      = "REMORA_SOCKET"
+	EnvStorage     = "REMORA_STORAGE"
+	// EnvDefaultStorage is the chart's storage URL, used when the storage
+	// Secret sets no REMORA_STORAGE (an env entry would override the
+	// Secret's, so the default has a name of its own).
+	EnvDefaultStorage = "REMORA_DEFAULT_STORAGE"
+	// EnvDBUser and EnvDBPassword carry the database container's
+	// credentials (the same value or Secret reference), never spliced into
+	// the DSN, so any character is safe in them.
+	EnvDBUser     = "REMORA_DB_USER"
+	EnvDBPassword = "REMORA_DB_PASSWORD"
+)

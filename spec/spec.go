@@ -1,0 +1,218 @@
+// Package spec reads what a pod says about its backups: the remora.dev/*
+// annotations, from the downward-API file the sidecar sees (and, in the
+// webhook, from the pod itself). Every error names the annotation, the bad
+// value and a valid example.
+package spec
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"remora.dev/remora/repo/retention"
+	"remora.dev/remora/schedule"
+)
+
+// Prefix is the prefix of every Remora annotation.
+const Prefix = "remora.dev/"
+
+// Annotations.
+const (
+	AnnotationInject      = Prefix + "inject"
+	AnnotationSchedule    = Prefix + "schedule"
+	AnnotationDriver      = Prefix + "driver"
+	AnnotationContainer   = Prefix + "container"
+	AnnotationDatabases   = Prefix + "databases"
+	AnnotationPaths       = Prefix + "paths"
+	AnnotationRetention   = Prefix + "retention"
+	AnnotationStorage     = Prefix + "storage"
+	AnnotationCredentials = Prefix + "credentials"
+	AnnotationCompression = Prefix + "compression"
+	AnnotationMember      = Prefix + "member"
+	AnnotationStatus      = Prefix + "status"
+)
+
+// StatusInjected is the value of AnnotationStatus on a pod the webhook has
+// injected: injecting is idempotent.
+const StatusInjected = "injected"
+
+// DefaultStorageSecret is the storage Secret when remora.dev/storage names none.
+const DefaultStorageSecret = "remora-storage"
+
+// Spec is the typed form of a pod's annotations, defaults applied.
+type Spec struct {
+	Schedule    schedule.Schedule
+	Driver      string // empty: from the environment (the detected one)
+	Container   string
+	Databases   []string // nil: all
+	Paths       []string
+	Retention   retention.Policy
+	Storage     []string // Secret names
+	Credentials string   // Secret name
+	Compression string   // empty: not annotated (the agent's --compression, else zstd)
+	Member      string   // any, primary, replica, ordinal-N
+}
+
+// Drivers are the values of remora.dev/driver.
+var Drivers = []string{"files", "mysql", "postgres", "redis"}
+
+// Compressions are the values of remora.dev/compression.
+var Compressions = []string{"zstd", "gzip", "none"}
+
+var (
+	memberRE = regexp.MustCompile(`^(any|primary|replica|ordinal-\d{1,5})$`)
+	nameRE   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+)
+
+// Parse reads the remora.dev/* annotations. seed (namespace/workload) fixes
+// the values of H in the schedule. All errors are returned together, in the
+// order of fields.
+func Parse(ann map[string]string, seed string) (Spec, error) {
+	s := Spec{Retention: retention.Default, Member: "any", Storage: []string{DefaultStorageSecret}}
+	var errs []error
+	expr := schedule.Default
+	if v, ok := ann[AnnotationSchedule]; ok {
+		expr = strings.TrimSpace(v)
+	}
+	var err error
+	if s.Schedule, err = schedule.Parse(expr, seed); err != nil {
+		why := err.Error()
+		if pe := (*schedule.ParseError)(nil); errors.As(err, &pe) {
+			why = pe.Reason
+		}
+		errs = append(errs, invalid(AnnotationSchedule, expr, why, `"H H * * *"`))
+	}
+	for _, f := range fields {
+		v, ok := ann[f.key]
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if why := f.set(&s, v); why != "" {
+			errs = append(errs, invalid(f.key, v, why, f.example))
+		}
+	}
+	return s, errors.Join(errs...)
+}
+
+func invalid(key, value, why, example string) error {
+	return fmt.Errorf("annotation %s=%q: %s (example: %s)", key, value, why, example)
+}
+
+// fields are the annotations besides the schedule: each sets its part of a
+// Spec from a present value, or says why the value is wrong.
+var fields = []struct {
+	key, example string
+	set          func(s *Spec, v string) (why string)
+}{
+	{AnnotationInject, `"true"`, func(s *Spec, v string) string { return oneOf(v, "want true or false", "true", "false") }},
+	{AnnotationDriver, `"postgres"`, func(s *Spec, v string) string {
+		s.Driver = v
+		return oneOf(v, "unknown driver; want "+strings.Join(Drivers, ", "), Drivers...)
+	}},
+	{AnnotationContainer, `"db"`, func(s *Spec, v string) string {
+		s.Container = v
+		return matches(nameRE, v, "not a container name")
+	}},
+	{AnnotationDatabases, `"app,billing" or "all"`, func(s *Spec, v string) string {
+		if v == "all" {
+			return ""
+		}
+		return eachOf(v, &s.Databases, func(d string) string { return matches(nonEmptyRE, d, "empty name in the list") })
+	}},
+	{AnnotationPaths, `"/var/lib/app/uploads,/etc/app"`, func(s *Spec, v string) string {
+		if v == "" {
+			return ""
+		}
+		return eachOf(v, &s.Paths, func(p string) string {
+			if !strings.HasPrefix(p, "/") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
+				return fmt.Sprintf("%q is not an absolute path", p)
+			}
+			return ""
+		})
+	}},
+	{AnnotationRetention, `"days=7,weeks=4,months=6" or "last=10"`, func(s *Spec, v string) string {
+		p, err := retention.Parse(v)
+		s.Retention = p
+		if err != nil {
+			return "not a retention policy"
+		}
+		return ""
+	}},
+	{AnnotationStorage, `"remora-storage,offsite"`, func(s *Spec, v string) string {
+		s.Storage = nil
+		return eachOf(v, &s.Storage, func(n string) string { return matches(nameRE, n, fmt.Sprintf("%q is not a Secret name", n)) })
+	}},
+	{AnnotationCredentials, `"db-credentials"`, func(s *Spec, v string) string {
+		s.Credentials = v
+		return matches(nameRE, v, "not a Secret name")
+	}},
+	{AnnotationCompression, `"zstd"`, func(s *Spec, v string) string {
+		s.Compression = v
+		return oneOf(v, "want zstd, gzip or none", Compressions...)
+	}},
+	{AnnotationMember, `"replica"`, func(s *Spec, v string) string {
+		s.Member = v
+		return matches(memberRE, v, "want any, primary, replica or ordinal-N")
+	}},
+}
+
+var nonEmptyRE = regexp.MustCompile(`.`)
+
+func oneOf(v, why string, allowed ...string) string {
+	if slices.Contains(allowed, v) {
+		return ""
+	}
+	return why
+}
+
+func matches(re *regexp.Regexp, v, why string) string {
+	if re.MatchString(v) {
+		return ""
+	}
+	return why
+}
+
+// eachOf appends the items of a comma list to out, stopping at the first
+// that check refuses.
+func eachOf(v string, out *[]string, check func(item string) string) string {
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if why := check(item); why != "" {
+			return why
+		}
+		*out = append(*out, item)
+	}
+	return ""
+}
+
+// ReadFile reads a downward-API file: one key="value" line per entry, the
+// value quoted as Go quotes strings (how the kubelet writes it).
+func ReadFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		k, q, ok := strings.Cut(line, "=")
+		v, err := strconv.Unquote(q)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("%s line %d: not key=\"value\"", path, n)
+		}
+		out[k] = v
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,85 @@
+package spec
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseDefaults(t *testing.T) {
+	s, err := Parse(nil, "shop/db-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Schedule.String() != "H H * * *" || s.Retention.String() != "days=7,weeks=4,months=6" || s.Compression != "" ||
+		s.Member != "any" || s.Storage[0] != "remora-storage" || s.Databases != nil {
+		t.Fatalf("%+v", s)
+	}
+}
+
+// An annotation that says what the default is stays apart from no annotation:
+// the agent's --compression applies only to the second.
+func TestExplicitDefault(t *testing.T) {
+	s, err := Parse(map[string]string{AnnotationCompression: "zstd"}, "shop/db-0")
+	if err != nil || s.Compression != "zstd" {
+		t.Fatalf("compression %q, %v; want zstd as annotated", s.Compression, err)
+	}
+}
+
+func TestParseAnnotations(t *testing.T) {
+	for _, tc := range []struct {
+		key, value string
+		valid      bool
+	}{
+		{AnnotationSchedule, "@every 1h", true},
+		{AnnotationSchedule, "H 3 * * *", true},
+		{AnnotationSchedule, "every day", false},
+		{AnnotationInject, "true", true},
+		{AnnotationInject, "yes", false},
+		{AnnotationDriver, "mysql", true},
+		{AnnotationDriver, "oracle", false},
+		{AnnotationDatabases, "app, billing", true},
+		{AnnotationDatabases, "app,,b", false},
+		{AnnotationPaths, "/var/lib/app,/etc/app", true},
+		{AnnotationPaths, "relative/path", false},
+		{AnnotationRetention, "last=5", true},
+		{AnnotationRetention, "forever", false},
+		{AnnotationStorage, "remora-storage,offsite", true},
+		{AnnotationStorage, "Bad_Name", false},
+		{AnnotationCompression, "gzip", true},
+		{AnnotationCompression, "lz4", false},
+		{AnnotationMember, "ordinal-0", true},
+		{AnnotationMember, "leader", false},
+		{AnnotationContainer, "postgres", true},
+		{AnnotationCredentials, "db-creds", true},
+	} {
+		_, err := Parse(map[string]string{tc.key: tc.value}, "ns/w")
+		if tc.valid && err != nil {
+			t.Errorf("%s=%q: %v", tc.key, tc.value, err)
+		}
+		if !tc.valid {
+			if err == nil {
+				t.Errorf("%s=%q accepted", tc.key, tc.value)
+			} else if msg := err.Error(); !strings.Contains(msg, tc.key) || !strings.Contains(msg, tc.value) || !strings.Contains(msg, "example") {
+				t.Errorf("%s=%q: the error must name the annotation, the value and an example: %s", tc.key, tc.value, msg)
+			}
+		}
+	}
+}
+
+func TestReadFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "annotations")
+	os.WriteFile(p, []byte("kubernetes.io/config.seen=\"2026-11-24T10:00:00Z\"\nremora.dev/schedule=\"H */6 * * *\"\nx=\"a \\\"quoted\\\" \\n value\"\n"), 0o644)
+	m, err := ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["remora.dev/schedule"] != "H */6 * * *" || m["x"] != "a \"quoted\" \n value" {
+		t.Fatalf("%q", m)
+	}
+	os.WriteFile(p, []byte("broken line\n"), 0o644)
+	if _, err := ReadFile(p); err == nil {
+		t.Fatal("accepted a broken file")
+	}
+}

@@ -1,0 +1,204 @@
+package s3
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/minio/minio-go/v7"
+
+	"remora.dev/remora/internal/certpool"
+	"remora.dev/remora/storage"
+)
+
+// Defaults of the options timeout= and retries=.
+const (
+	defaultStall   = 60 * time.Second
+	defaultRetries = 5
+)
+
+// example is the URL that errors about a malformed one show.
+const example = "s3://bucket/prefix?endpoint=host:port&region=us-east-1&insecure=true"
+
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// config is what a URL sets up before the client is made.
+type config struct {
+	s     *Storage
+	minio minio.Options
+	roots *x509.CertPool // from ca-file=; nil trusts the system's CAs
+}
+
+// option is one of the URL's options and how it sets up the config.
+type option struct {
+	name string
+	set  func(c *config, v string) error
+}
+
+// options are the URL's options, in the order they are applied and listed.
+var options = []option{
+	{"endpoint", setEndpoint},
+	{"region", func(c *config, v string) error { c.minio.Region = v; return nil }},
+	{"insecure", setInsecure},
+	{"path-style", setPathStyle},
+	{"ca-file", setCAFile},
+	{"part-size", setPartSize},
+	{"timeout", setTimeout},
+	{"retries", setRetries},
+}
+
+// badURL is the error about a malformed s3:// URL: what is wrong, and an
+// example of a good one.
+func badURL(u *url.URL, format string, a ...any) error {
+	return fmt.Errorf("%w %q: %s (e.g. %s)", storage.ErrBadURL, u.String(), fmt.Sprintf(format, a...), example)
+}
+
+// configure reads the bucket, prefix and options of u. When an option is
+// given twice, the last value counts.
+func configure(u *url.URL) (*config, error) {
+	if !bucketRE.MatchString(u.Host) {
+		return nil, badURL(u, "%q is not a valid bucket name", u.Host)
+	}
+	c := &config{
+		s:     &Storage{bucket: u.Host, endpoint: awsEndpoint, partSize: defaultPartSize, stall: defaultStall, retries: defaultRetries},
+		minio: minio.Options{Secure: true, BucketLookup: minio.BucketLookupAuto},
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		if storage.CheckKey(p) != nil {
+			return nil, badURL(u, "invalid prefix %q", p)
+		}
+		c.s.prefix = p + "/"
+	}
+	q := u.Query()
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if !slices.ContainsFunc(options, func(o option) bool { return o.name == k }) {
+			return nil, badURL(u, "unknown option %q; known: %s", k, knownOptions())
+		}
+	}
+	for _, o := range options {
+		if vs, ok := q[o.name]; ok {
+			if err := o.set(c, vs[len(vs)-1]); err != nil {
+				return nil, badURL(u, "%v", err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// knownOptions lists the option names: "endpoint, region, ...".
+func knownOptions() string {
+	names := make([]string, len(options))
+	for i, o := range options {
+		names[i] = o.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// transport is minio-go's, trusting the CAs of ca-file= if given, with the
+// stall timeout as its wait for response headers.
+func (c *config) transport() (*http.Transport, error) {
+	tr, err := minio.DefaultTransport(c.minio.Secure)
+	if err != nil {
+		return nil, err
+	}
+	if c.roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12}
+	}
+	tr.ResponseHeaderTimeout = c.s.stall
+	return tr, nil
+}
+
+// setEndpoint takes host or host:port, optionally after http:// (which
+// turns TLS off) or https://.
+func setEndpoint(c *config, v string) error {
+	host := v
+	switch {
+	case strings.HasPrefix(host, "http://"):
+		c.minio.Secure = false
+		host = strings.TrimPrefix(host, "http://")
+	case strings.HasPrefix(host, "https://"):
+		host = strings.TrimPrefix(host, "https://")
+	}
+	host = strings.TrimSuffix(host, "/")
+	if host == "" || strings.ContainsAny(host, "/?#@") {
+		return fmt.Errorf("endpoint %q must be host or host:port", v)
+	}
+	c.s.endpoint = host
+	return nil
+}
+
+func setInsecure(c *config, v string) error {
+	b, err := parseBool("insecure", v)
+	if err != nil {
+		return err
+	}
+	c.minio.Secure = !b
+	return nil
+}
+
+func setPathStyle(c *config, v string) error {
+	b, err := parseBool("path-style", v)
+	if err != nil {
+		return err
+	}
+	c.minio.BucketLookup = minio.BucketLookupDNS
+	if b {
+		c.minio.BucketLookup = minio.BucketLookupPath
+	}
+	return nil
+}
+
+func parseBool(name, v string) (bool, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", name, v)
+	}
+	return b, nil
+}
+
+func setCAFile(c *config, v string) error {
+	pool, err := certpool.FromFile(v)
+	if err != nil {
+		return fmt.Errorf("ca-file: %w", err)
+	}
+	c.roots = pool
+	return nil
+}
+
+// setPartSize takes a number of bytes with an optional unit, as
+// humanize.ParseBytes reads it: 8388608, 16MiB, 16MB (decimal), 1GiB.
+func setPartSize(c *config, v string) error {
+	n, err := humanize.ParseBytes(strings.TrimSpace(v))
+	if err != nil || n < minPartSize || n > maxPartSize {
+		return fmt.Errorf("part-size=%q: want a size from 5MiB to 5GiB, e.g. 16MiB", v)
+	}
+	c.s.partSize = int64(n)
+	return nil
+}
+
+func setTimeout(c *config, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 100*time.Millisecond || d > time.Hour {
+		return fmt.Errorf("timeout=%q: want a duration from 100ms to 1h, e.g. 60s", v)
+	}
+	c.s.stall = d
+	return nil
+}
+
+func setRetries(c *config, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 20 {
+		return fmt.Errorf("retries=%q: want 0 to 20", v)
+	}
+	c.s.retries = n
+	return nil
+}

@@ -1,0 +1,146 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"remora.dev/remora/internal/errs"
+)
+
+// maxBackoff is the longest wait between attempts.
+const maxBackoff = 30 * time.Second
+
+// backoffUnit is the first wait between attempts; it doubles each time.
+var backoffUnit = time.Second
+
+// backoff is the wait after the n-th failed attempt (from 0): 1 s, 2 s, 4 s,
+// ... at most maxBackoff.
+func backoff(n int) time.Duration { return min(backoffUnit<<n, maxBackoff) }
+
+// errStalled is why an attempt was cancelled: no data moved for the timeout.
+var errStalled = errors.New("no progress")
+
+// retryable tells the faults worth another attempt (the network, a stall,
+// the server's 5xx, 408 and 429 answers, and S3's SlowDown-style codes) from
+// those that will not change (access denied, no such bucket, bad request).
+func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, errStalled) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return true
+	}
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) && (resp.StatusCode != 0 || resp.Code != "") {
+		switch resp.StatusCode {
+		case 408, 429, 499, 500, 502, 503, 504, 520:
+			return true
+		}
+		switch resp.Code {
+		case "RequestTimeout", "RequestTimeTooSkewed", "SlowDown", "SlowDownRead", "SlowDownWrite", "InternalError",
+			"ServiceUnavailable", "ExpiredToken", "RequestError", "Throttling", "ThrottlingException":
+			return true
+		}
+		return false
+	}
+	var nerr net.Error
+	var uerr *url.Error
+	return errors.As(err, &nerr) || errors.As(err, &uerr) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// retry runs fn until it succeeds, fails for good, or s.retries more attempts
+// have failed, waiting 1 s, 2 s, 4 s, ... (with jitter, at most 30 s) between
+// attempts, each logged to the storage's logger. Each attempt gets its own
+// context and its own reader of body (when not nil: the transport of an
+// abandoned attempt may still be reading its reader), watched: an attempt
+// during which it is not read for s.stall is cancelled and counts as a
+// transient fault.
+func (s *Storage) retry(ctx context.Context, op string, body []byte, fn func(ctx context.Context, body io.Reader) error) error {
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = s.attempt(ctx, body, fn)
+		if err == nil || ctx.Err() != nil || !retryable(err) {
+			return err
+		}
+		if attempt >= s.retries {
+			if attempt > 0 {
+				return &retriedError{err, attempt + 1}
+			}
+			return err
+		}
+		wait := backoff(attempt)
+		wait = wait/2 + rand.N(wait/2+1)
+		s.log.Warn("storage request failed, retrying", "storage", s.display, "op", op, "attempt", attempt+1,
+			"of", s.retries+1, "retry_in", wait.Round(time.Millisecond).String(), "error", errs.Root(err).Error())
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (s *Storage) attempt(ctx context.Context, body []byte, fn func(ctx context.Context, body io.Reader) error) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if body == nil {
+		return fn(actx, nil)
+	}
+	w := &watched{r: bytes.NewReader(body)}
+	w.left.Store(int64(len(body)))
+	w.dog = watch(s.stall, func() {
+		// Once the body is all read, the transport's response timeout (the
+		// same length) takes over.
+		if w.left.Load() > 0 {
+			cancel(errStalled)
+		}
+	})
+	defer w.dog.stop()
+	err := fn(actx, w)
+	if err != nil && errors.Is(context.Cause(actx), errStalled) && ctx.Err() == nil {
+		return errStalled
+	}
+	return err
+}
+
+// retriedError is the last error of an operation that was tried n times.
+type retriedError struct {
+	err error
+	n   int
+}
+
+func (e *retriedError) Error() string { return fmt.Sprintf("%v (%d attempts)", e.err, e.n) }
+func (e *retriedError) Unwrap() error { return e.err }
+
+// watched is a request body that tells its watchdog when it is read.
+type watched struct {
+	r    *bytes.Reader // read by the transport's goroutine only
+	dog  *watchdog
+	left atomic.Int64 // bytes not read yet
+}
+
+func (w *watched) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if n > 0 {
+		w.dog.kick()
+	}
+	w.left.Store(int64(w.r.Len()))
+	return n, err
+}
+
+// Seek lets minio-go rewind the body (and treat it as resendable).
+func (w *watched) Seek(off int64, whence int) (int64, error) {
+	n, err := w.r.Seek(off, whence)
+	w.left.Store(int64(w.r.Len()))
+	return n, err
+}

@@ -1,0 +1,52 @@
+// Package agentpod runs `remora agent` as a pod's sidecar would: beside a
+// real database, with a temp directory for the shared volumes and a
+// downward-API directory the tests update as the kubelet does. It covers the
+// annotations, metrics, notifications, stopping, and one backup or restore at
+// a time in a pod.
+package agentpod
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"remora.dev/remora/control"
+	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
+)
+
+// remora is the binary under test, built once (with the race detector when
+// the tests have it).
+var remora *testenv.Remora
+
+func TestMain(m *testing.M) {
+	remora = testenv.BuildRemora()
+	testenv.Main(m)
+}
+
+func listJSON(t *testing.T, env []string) []clitest.ListItem {
+	t.Helper()
+	return clitest.List(t, remora, env)
+}
+
+func statusJSON(t *testing.T, env []string) control.Status {
+	t.Helper()
+	return clitest.Status(t, remora, env)
+}
+
+func startAgent(t *testing.T, env []string, socket string) *testenv.Process {
+	t.Helper()
+	return clitest.StartAgent(t, remora, env, socket)
+}
+
+// stopAgent sends SIGTERM and waits up to limit for the agent to exit 0.
+func stopAgent(t *testing.T, ag *testenv.Process, limit time.Duration) {
+	t.Helper()
+	ok, err := ag.Stop(syscall.SIGTERM, limit)
+	if !ok {
+		t.Fatalf("the agent did not stop within %s of SIGTERM:\n%s", limit, ag.Logs())
+	}
+	if err != nil {
+		t.Errorf("agent exit: %v\n%s", err, ag.Logs())
+	}
+}

@@ -1,0 +1,122 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// TestHandler posts AdmissionReviews, good and bad, to the handler behind a
+// TLS server, and reads its metrics.
+func TestHandler(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := NewHandler(Config{NativeSupported: true, AutoDetect: true}, nil, reg)
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	client := srv.Client()
+
+	raw, _ := json.Marshal(postgresPod())
+	review, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: "u1", Namespace: "shop", Object: runtime.RawExtension{Raw: raw}}})
+	resp, err := client.Post(srv.URL, "application/json", bytes.NewReader(review))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out admissionv1.AdmissionReview
+	json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if out.Kind != "AdmissionReview" || out.Response == nil || out.Response.UID != "u1" || !out.Response.Allowed || len(out.Response.Patch) == 0 {
+		t.Fatalf("response: %+v", out)
+	}
+	for _, tc := range []struct {
+		method, ct string
+		body       []byte
+		code       int
+	}{
+		{http.MethodGet, "", nil, http.StatusMethodNotAllowed},
+		{http.MethodPost, "text/plain", review, http.StatusUnsupportedMediaType},
+		{http.MethodPost, "application/json", []byte("{}"), http.StatusBadRequest},
+		{http.MethodPost, "application/json", bytes.Repeat([]byte(" "), maxBody+10), http.StatusRequestEntityTooLarge},
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL, bytes.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.ct)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s %s %d bytes: %d, want %d", tc.method, tc.ct, len(tc.body), resp.StatusCode, tc.code)
+		}
+	}
+	if got := testutil.ToFloat64(h.total.WithLabelValues("injected")); got != 1 {
+		t.Errorf("injected = %v", got)
+	}
+	if got := testutil.ToFloat64(h.total.WithLabelValues("error")); got != 4 {
+		t.Errorf("error = %v, want 4 (the bad requests)", got)
+	}
+	if n, _ := testutil.GatherAndCount(reg, MetricAdmissions, MetricDuration); n < 2 {
+		t.Errorf("metrics registered: %d", n)
+	}
+}
+
+// The handler's logs never carry a credential, even one a pod writes as a
+// literal value, and a pod that refers to its Secret gets a patch that only
+// refers to it too.
+func TestNoSecretsFromAdmission(t *testing.T) {
+	const canary = "Canary-s3cr3t-9f4b2e"
+	var logs bytes.Buffer
+	h := NewHandler(goldenConfig(), slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), prometheus.NewRegistry())
+	for _, literal := range []bool{false, true} {
+		pod := postgresPod()
+		if literal {
+			pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: "POSTGRES_USER", Value: "u-" + canary})
+			pod.Annotations["remora.dev/schedule"] = "not a schedule" // a denial, logged
+		}
+		obj, _ := json.Marshal(pod)
+		body, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+			"request": map[string]any{"uid": "u", "kind": map[string]any{"kind": "Pod", "version": "v1"}, "operation": "CREATE",
+				"namespace": "shop", "name": pod.Name, "object": json.RawMessage(obj)}})
+		req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("status %d", rec.Code)
+		}
+		if !literal && strings.Contains(rec.Body.String(), canary) {
+			t.Errorf("the patch for a pod that refers to its Secret carries the secret")
+		}
+	}
+	if strings.Contains(logs.String(), canary) {
+		t.Errorf("the webhook logged a credential:\n%s", logs.String())
+	}
+}
+
+func TestReview(t *testing.T) {
+	raw, _ := json.Marshal(postgresPod())
+	req := &admissionv1.AdmissionRequest{UID: "abc", Namespace: "shop", Object: runtime.RawExtension{Raw: raw}}
+	resp, _ := Review(req, Config{NativeSupported: true, AutoDetect: true})
+	if !resp.Allowed || resp.UID != "abc" || resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("%+v", resp)
+	}
+	var ops []PatchOp
+	if err := json.Unmarshal(resp.Patch, &ops); err != nil || len(ops) != 5 {
+		t.Fatalf("patch: %s %v", resp.Patch, err)
+	}
+	resp, _ = Review(&admissionv1.AdmissionRequest{UID: "x", Object: runtime.RawExtension{Raw: []byte("{not json")}}, Config{})
+	if resp.Allowed {
+		t.Fatal("a broken request was allowed")
+	}
+}

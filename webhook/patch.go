@@ -1,0 +1,73 @@
+package webhook
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"remora.dev/remora/sidecar"
+	"remora.dev/remora/spec"
+)
+
+// PatchOp is one JSON patch operation.
+type PatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// patch adds the sidecar c (as an init container when native), its volumes
+// and the status annotation with add operations only: no field of the pod is
+// changed or removed.
+func patch(pod *corev1.Pod, c corev1.Container, native bool) []PatchOp {
+	var ops []PatchOp
+	// add appends v to the list at path, which holds existing items: an
+	// empty list is added whole, else v is added at its end.
+	add := func(path string, existing int, v any) {
+		if existing == 0 {
+			ops = append(ops, PatchOp{Op: "add", Path: path, Value: []any{v}})
+		} else {
+			ops = append(ops, PatchOp{Op: "add", Path: path + "/-", Value: v})
+		}
+	}
+	if native {
+		add("/spec/initContainers", len(pod.Spec.InitContainers), c)
+	} else {
+		add("/spec/containers", len(pod.Spec.Containers), c)
+	}
+	n := len(pod.Spec.Volumes)
+	for _, v := range volumes() {
+		add("/spec/volumes", n, v)
+		n++
+	}
+	if pod.Annotations == nil {
+		ops = append(ops, PatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{spec.AnnotationStatus: spec.StatusInjected}})
+	} else {
+		ops = append(ops, PatchOp{Op: "add", Path: "/metadata/annotations/" + escape(spec.AnnotationStatus), Value: spec.StatusInjected})
+	}
+	return ops
+}
+
+// volumes are the ones the sidecar mounts: the pod's annotations and labels
+// (downward API), a small memory-backed directory for the control socket and
+// the lock, and a scratch /tmp.
+func volumes() []corev1.Volume {
+	return []corev1.Volume{
+		{Name: sidecar.PodinfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
+			// The file name of sidecar.AnnotationsFile in sidecar.PodinfoDir.
+			{Path: sidecar.AnnotationsName, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}},
+			{Path: sidecar.LabelsName, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
+		}}}},
+		{Name: sidecar.RunVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: resourcePtr("1Mi")}}},
+		{Name: sidecar.TmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+}
+
+func resourcePtr(s string) *resource.Quantity {
+	q := resource.MustParse(s)
+	return &q
+}
+
+// escape makes a map key a JSON pointer element.
+func escape(s string) string { return strings.NewReplacer("~", "~0", "/", "~1").Replace(s) }
