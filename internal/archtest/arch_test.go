@@ -83,7 +83,9 @@ func imports(f *ast.File) []string {
 	return out
 }
 
-func under(pkg, dir string) bool { return pkg == module+"/"+dir || strings.HasPrefix(pkg, module+"/"+dir+"/") }
+func under(pkg, dir string) bool {
+	return pkg == module+"/"+dir || strings.HasPrefix(pkg, module+"/"+dir+"/")
+}
 
 // TestImports: the daemon is imported by the command alone; the webhook
 // knows nothing of the daemon; the shared packages (the repository,
