@@ -105,32 +105,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv(sidecar.EnvDBPassword), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"),
 		os.Getenv("REMORA_SMTP_PASSWORD"), os.Getenv("REMORA_NOTIFY_WEBHOOK_URL"))
 	env := &environment{stdout: stdout, stderr: stderr}
-	var cmd command
 	switch args[0] {
-	case "backup":
-		cmd = &backupCommand{env: env}
-	case "list":
-		cmd = &listCommand{env: env}
-	case "verify":
-		cmd = &verifyCommand{env: env}
-	case "restore":
-		cmd = &restoreCommand{env: env}
-	case "agent":
-		cmd = &agentCommand{env: env}
-	case "status":
-		cmd = &statusCommand{env: env}
-	case "webhook":
-		cmd = &webhookCommand{env: env}
-	case "version":
-		cmd = &versionCommand{env: env}
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return nil
-	default:
+	}
+	newCmd, ok := commands[args[0]]
+	if !ok {
 		fmt.Fprint(stderr, usageText)
 		return usagef("unknown command %q", args[0])
 	}
-	return cmd.Run(ctx, args[1:])
+	return newCmd(env).Run(ctx, args[1:])
+}
+
+// commands are the subcommands, by name: a file each.
+var commands = map[string]func(*environment) command{
+	"agent":   func(e *environment) command { return &agentCommand{env: e} },
+	"backup":  func(e *environment) command { return &backupCommand{env: e} },
+	"list":    func(e *environment) command { return &listCommand{env: e} },
+	"restore": func(e *environment) command { return &restoreCommand{env: e} },
+	"status":  func(e *environment) command { return &statusCommand{env: e} },
+	"verify":  func(e *environment) command { return &verifyCommand{env: e} },
+	"version": func(e *environment) command { return &versionCommand{env: e} },
+	"webhook": func(e *environment) command { return &webhookCommand{env: e} },
 }
 
 // usageError is a mistake on the command line (exit 2).

@@ -14,6 +14,7 @@ import (
 
 	"remora.dev/remora/control"
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // logLine decodes one line of the agent's JSON log.
@@ -53,8 +54,8 @@ func TestAgentPod(t *testing.T) {
 		"REMORA_SMTP_USERNAME=remora", "REMORA_SMTP_PASSWORD=" + testenv.Canary, "REMORA_SMTP_FROM=remora@example.com",
 		"REMORA_SMTP_TO=ops@example.com", "REMORA_SMTP_CA_FILE=" + caFile}
 
-	ag := startAgent(t, env, filepath.Join(sockDir, "agent.sock"))
-	st := statusJSON(t, env)
+	ag := clitest.StartAgent(t, remora, env, filepath.Join(sockDir, "agent.sock"))
+	st := clitest.Status(t, remora, env)
 	if st.Schedule != "H H * * *" || st.Retention != "last=5" || st.NextRun.IsZero() || st.ConfigError != "" {
 		t.Fatalf("initial status: %+v", st)
 	}
@@ -71,7 +72,7 @@ func TestAgentPod(t *testing.T) {
 	if d := applied.Sub(changed); d > 2*time.Second {
 		t.Errorf("the new schedule was applied %s after the change, want within 2s", d)
 	}
-	st = statusJSON(t, env)
+	st = clitest.Status(t, remora, env)
 	if st.Schedule != "@every 1h" {
 		t.Fatalf("the agent logged the new schedule but its status says %+v\n%s", st, ag.Logs())
 	}
@@ -82,7 +83,7 @@ func TestAgentPod(t *testing.T) {
 	// An invalid value keeps the last good configuration and says so.
 	testenv.WriteDownwardAPI(t, podinfo, map[string]string{"remora.dev/schedule": "every day", "remora.dev/retention": "last=5"})
 	ag.WaitLog(t, "annotations are not valid", 30*time.Second)
-	st = statusJSON(t, env)
+	st = clitest.Status(t, remora, env)
 	if !strings.Contains(st.ConfigError, `remora.dev/schedule="every day"`) || st.Schedule != "@every 1h" {
 		t.Fatalf("status after a bad annotation: %+v", st)
 	}
@@ -96,11 +97,11 @@ func TestAgentPod(t *testing.T) {
 	if !strings.Contains(r.Stdout, "complete") || !strings.Contains(r.Stderr, "started by the agent") {
 		t.Fatalf("backup --wait: %s", r)
 	}
-	items := listJSON(t, env)
+	items := clitest.List(t, remora, env)
 	if len(items) != 1 || !slices.Contains(items[0].Databases, "odd") {
 		t.Fatalf("list after backup --wait: %+v", items)
 	}
-	st = statusJSON(t, env)
+	st = clitest.Status(t, remora, env)
 	if st.Last == nil || !st.Last.OK || st.Last.ID != items[0].ID || st.LastSuccess.IsZero() {
 		t.Fatalf("status after the backup: %+v", st.Last)
 	}
@@ -164,7 +165,7 @@ func TestAgentStopsDuringBackup(t *testing.T) {
 	env := []string{"REMORA_STORAGE=file://" + volume, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd", "REMORA_COMPRESSION=none",
 		"REMORA_ANNOTATIONS=" + filepath.Join(t.TempDir(), "none"), "REMORA_SOCKET=" + filepath.Join(sockDir, "agent.sock"), "REMORA_METRICS_ADDR="}
-	ag := startAgent(t, env, filepath.Join(sockDir, "agent.sock"))
+	ag := clitest.StartAgent(t, remora, env, filepath.Join(sockDir, "agent.sock"))
 	client, err := control.Dial(filepath.Join(sockDir, "agent.sock"))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"remora.dev/remora/control"
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // TestOneThingAtATime: in a pod, a backup asked for twice at once runs once
@@ -32,7 +33,7 @@ func TestOneThingAtATime(t *testing.T) {
 	env := append(s3.Env(), "REMORA_STORAGE="+url, "REMORA_DRIVER=postgres", "REMORA_DSN="+pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd", "REMORA_ANNOTATIONS="+filepath.Join(podinfo, "annotations"),
 		"REMORA_SOCKET="+sock, "REMORA_METRICS_ADDR=127.0.0.1:0")
-	startAgent(t, env, sock)
+	clitest.StartAgent(t, remora, env, sock)
 	remora.Must(t, env, "backup", "--wait")
 
 	// Uploads now stall: the next backup hangs in its first upload.
@@ -54,7 +55,7 @@ func TestOneThingAtATime(t *testing.T) {
 	if strings.Count(joined, "started by the agent") != 1 || strings.Count(joined, "already running") != 1 {
 		t.Fatalf("two requests at once:\n%s\n%s", outs[0], outs[1])
 	}
-	if st := statusJSON(t, env); st.Running == nil {
+	if st := clitest.Status(t, remora, env); st.Running == nil {
 		t.Fatalf("no backup running: %+v", st)
 	}
 
@@ -75,7 +76,7 @@ func TestOneThingAtATime(t *testing.T) {
 	// Let the stalled upload through: the backup finishes, and then the
 	// restore runs.
 	stall.Store(false)
-	for start := time.Now(); statusJSON(t, env).Running != nil; time.Sleep(100 * time.Millisecond) {
+	for start := time.Now(); clitest.Status(t, remora, env).Running != nil; time.Sleep(100 * time.Millisecond) {
 		if time.Since(start) > 60*time.Second {
 			t.Fatal("the backup did not finish after the stall ended")
 		}

@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"remora.dev/remora/control"
 	"remora.dev/remora/internal/testenv"
-	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // remora is the binary under test, built once (with the race detector when
@@ -22,21 +20,6 @@ var remora *testenv.Remora
 func TestMain(m *testing.M) {
 	remora = testenv.BuildRemora()
 	testenv.Main(m)
-}
-
-func listJSON(t *testing.T, env []string) []clitest.ListItem {
-	t.Helper()
-	return clitest.List(t, remora, env)
-}
-
-func statusJSON(t *testing.T, env []string) control.Status {
-	t.Helper()
-	return clitest.Status(t, remora, env)
-}
-
-func startAgent(t *testing.T, env []string, socket string) *testenv.Process {
-	t.Helper()
-	return clitest.StartAgent(t, remora, env, socket)
 }
 
 // stopAgent sends SIGTERM and waits up to limit for the agent to exit 0.

@@ -2,13 +2,16 @@ package failure
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // TestDatabaseDiesMidDump: the server is killed while the agent dumps it. The
@@ -29,27 +32,37 @@ func TestDatabaseDiesMidDump(t *testing.T) {
 	env := []string{"REMORA_STORAGE=file://" + volume, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_ANNOTATIONS=" + filepath.Join(podinfo, "annotations"),
 		"REMORA_SOCKET=" + sock, "REMORA_METRICS_ADDR=" + metricsAddr, "REMORA_NOTIFY_WEBHOOK_URL=" + hook.URL}
-	ag := startAgent(t, env, sock)
+	ag := clitest.StartAgent(t, remora, env, sock)
 	remora.Must(t, env, "backup", "--wait")
-	first := listJSON(t, env)
+	first := clitest.List(t, remora, env)
 	if len(first) != 1 {
 		t.Fatalf("%d backups", len(first))
 	}
 
+	// The dump is fast: to kill the server in the middle of it, pg_dump is
+	// held (SIGSTOP) and let run a few milliseconds at a time until more
+	// than 1 MiB has gone through the agent; the server is killed while
+	// pg_dump is held, then pg_dump goes on and finds it gone.
 	remora.Must(t, env, "backup")
-	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
-		st := statusJSON(t, env)
+	dump := waitChild(t, ag.Cmd.Process.Pid, "pg_dump")
+	defer syscall.Kill(dump, syscall.SIGCONT)
+	for start := time.Now(); ; {
+		st := clitest.Status(t, remora, env)
 		if st.Running != nil && st.Running.Progress.BytesRead > 1<<20 {
 			break
 		}
-		if time.Since(start) > 30*time.Second {
+		if st.Running == nil || time.Since(start) > 30*time.Second {
 			t.Fatalf("the dump never got going: %+v", st)
 		}
+		syscall.Kill(dump, syscall.SIGCONT)
+		time.Sleep(2 * time.Millisecond) // pacing only: the status above decides
+		syscall.Kill(dump, syscall.SIGSTOP)
 	}
 	pg.Kill()
+	syscall.Kill(dump, syscall.SIGCONT)
 	var last string
 	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
-		st := statusJSON(t, env)
+		st := clitest.Status(t, remora, env)
 		if st.Running == nil && st.Last != nil && st.Last.Run == 2 {
 			if st.Last.OK {
 				t.Fatal("the run reported success with the database killed")
@@ -69,7 +82,7 @@ func TestDatabaseDiesMidDump(t *testing.T) {
 	if len(hook.Received()) == 0 {
 		t.Errorf("no notification of the failure within 10s")
 	}
-	if got := listJSON(t, env); len(got) != 1 || got[0].ID != first[0].ID {
+	if got := clitest.List(t, remora, env); len(got) != 1 || got[0].ID != first[0].ID {
 		t.Fatalf("after the failed run, list shows %+v (want the earlier backup, kept by last=1)", got)
 	}
 	for _, f := range testenv.FilesUnder(volume) {
@@ -88,4 +101,36 @@ func TestDatabaseDiesMidDump(t *testing.T) {
 		t.Errorf("notifications: %q", posts)
 	}
 	t.Logf("the run failed with: %s", last)
+}
+
+// waitChild finds the child of ppid whose command is name and stops it
+// (SIGSTOP) at once, before it has done much; it fails the test if none
+// appears within 30 s.
+func waitChild(t *testing.T, ppid int, name string) int {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 30*time.Second; {
+		stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+		for _, f := range stats {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid ...
+			open, end := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+			if open < 0 || end < open || string(b[open+1:end]) != name {
+				continue
+			}
+			var state string
+			var parent int
+			fmt.Sscanf(string(b[end+2:]), "%s %d", &state, &parent)
+			if parent != ppid {
+				continue
+			}
+			pid, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(f, "/proc/"), "/stat"))
+			syscall.Kill(pid, syscall.SIGSTOP)
+			return pid
+		}
+	}
+	t.Fatalf("no %s started by process %d within 30s", name, ppid)
+	return 0
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // tmpfs mounts a tmpfs of the given size (the tests run as root) and unmounts
@@ -32,7 +33,7 @@ func TestDiskFull(t *testing.T) {
 	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd"}
 	remora.Must(t, env, "backup")
-	first := listJSON(t, env)
+	first := clitest.List(t, remora, env)
 	want := testenv.Checksums(t, pg, "rnd")
 
 	// Grow the database past what is left on the volume.
@@ -42,7 +43,7 @@ func TestDiskFull(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stderr, "no space left on device") || strings.Count(strings.TrimSpace(r.Stderr), "\n") > 3 {
 		t.Fatalf("backup onto a full volume: %s", r)
 	}
-	if got := listJSON(t, env); len(got) != 1 || got[0].ID != first[0].ID {
+	if got := clitest.List(t, remora, env); len(got) != 1 || got[0].ID != first[0].ID {
 		t.Fatalf("after the failed backup, list shows %+v", got)
 	}
 	for _, f := range testenv.FilesUnder(dir) {
@@ -60,7 +61,7 @@ func TestDiskFull(t *testing.T) {
 	// With the database small again, the next backup fits and succeeds.
 	pg.Psql(t, "rnd", "DELETE FROM rnd WHERE id > "+maxID)
 	remora.Must(t, env, "backup")
-	if got := listJSON(t, env); len(got) != 2 {
+	if got := clitest.List(t, remora, env); len(got) != 2 {
 		t.Fatalf("after room was made, %d backups listed", len(got))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // TestBadInput: every mistake gives one clear line, a non-zero exit, no
@@ -76,7 +77,7 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-	if items := listJSON(t, good); len(items) != 0 {
+	if items := clitest.List(t, remora, good); len(items) != 0 {
 		t.Fatalf("failed commands left backups: %+v", items)
 	}
 	var keys []string
@@ -104,10 +105,10 @@ func TestSeveralDestinations(t *testing.T) {
 			t.Fatalf("backup output: %s", r)
 		}
 	}
-	if n := len(listJSON(t, env)); n != 2 {
+	if n := len(clitest.List(t, remora, env)); n != 2 {
 		t.Errorf("the local copy keeps %d backups, want 2 (last=2)", n)
 	}
-	if n := len(listJSON(t, append(env, "REMORA_STORAGE="+s3.URL("offsite", "copy")))); n != 3 {
+	if n := len(clitest.List(t, remora, append(env, "REMORA_STORAGE="+s3.URL("offsite", "copy")))); n != 3 {
 		t.Errorf("the off-site copy keeps %d backups, want 3 (no retention)", n)
 	}
 	r := remora.Run(t, append(env, "REMORA_STORAGE=file:///nonexistent/remora "+s3.URL("offsite", "copy")), "backup")

@@ -10,6 +10,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // TestKillMidUpload kills `remora backup` with SIGKILL while an object is being
@@ -49,7 +50,7 @@ func TestKillMidUpload(t *testing.T) {
 			env := append(tc.env, "REMORA_STORAGE="+tc.storage, "REMORA_DRIVER=postgres", "REMORA_DSN="+pg.DSN("postgres"),
 				"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=rnd")
 			remora.Must(t, env, "backup")
-			before := listJSON(t, env)
+			before := clitest.List(t, remora, env)
 			if len(before) != 1 {
 				t.Fatalf("want 1 backup, have %d", len(before))
 			}
@@ -73,7 +74,7 @@ func TestKillMidUpload(t *testing.T) {
 				t.Fatalf("backup was not killed mid-upload (it ended first: %v)", err)
 			}
 
-			after := listJSON(t, env)
+			after := clitest.List(t, remora, env)
 			if len(after) != 1 || after[0].ID != before[0].ID {
 				t.Fatalf("after the kill, list shows %d backups: %+v", len(after), after)
 			}
@@ -83,7 +84,7 @@ func TestKillMidUpload(t *testing.T) {
 			pg.Psql(t, "postgres", "DROP DATABASE rnd_copy")
 
 			remora.Must(t, env, "backup")
-			if got := listJSON(t, env); len(got) != 2 {
+			if got := clitest.List(t, remora, env); len(got) != 2 {
 				t.Fatalf("after the next backup, list shows %d backups, want 2", len(got))
 			}
 			remora.Must(t, env, "verify", "--all")

@@ -8,9 +8,7 @@ package failure
 import (
 	"testing"
 
-	"remora.dev/remora/control"
 	"remora.dev/remora/internal/testenv"
-	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // remora is the binary under test, built once (with the race detector when
@@ -20,19 +18,4 @@ var remora *testenv.Remora
 func TestMain(m *testing.M) {
 	remora = testenv.BuildRemora()
 	testenv.Main(m)
-}
-
-func listJSON(t *testing.T, env []string) []clitest.ListItem {
-	t.Helper()
-	return clitest.List(t, remora, env)
-}
-
-func statusJSON(t *testing.T, env []string) control.Status {
-	t.Helper()
-	return clitest.Status(t, remora, env)
-}
-
-func startAgent(t *testing.T, env []string, socket string) *testenv.Process {
-	t.Helper()
-	return clitest.StartAgent(t, remora, env, socket)
 }

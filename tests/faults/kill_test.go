@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/storage"
@@ -83,7 +84,7 @@ func TestKillAnywhere(t *testing.T) {
 			start := time.Now()
 			remora.Must(t, env, "backup")
 			full := time.Since(start)
-			verified := map[string]bool{listJSON(t, env)[0].ID: true}
+			verified := map[string]bool{clitest.List(t, remora, env)[0].ID: true}
 
 			ctx := context.Background()
 			st, err := storage.Open(ctx, tc.url, storage.Options{})
@@ -185,7 +186,7 @@ func TestKillAnywhere(t *testing.T) {
 					killed = true
 				}
 				left := partial() - leftBefore
-				listed := listJSON(t, env)
+				listed := clitest.List(t, remora, env)
 				var ids []string
 				for _, b := range listed {
 					ids = append(ids, b.ID)
@@ -270,12 +271,12 @@ func TestKillAnywhere(t *testing.T) {
 			// A day later, retention's sweep removes what the killed runs
 			// left and keeps every listed backup.
 			scope := repo.Scope{Namespace: "shop", Workload: "db-0", Driver: "postgres"}
-			before := listJSON(t, env)
+			before := clitest.List(t, remora, env)
 			keepAll, _ := retention.Parse("last=10000")
 			if _, err := repo.Prune(ctx, st, scope, keepAll, time.Now().Add(repo.LeftoverAge+time.Hour), nil); err != nil {
 				t.Fatal(err)
 			}
-			if after := listJSON(t, env); !reflect.DeepEqual(after, before) {
+			if after := clitest.List(t, remora, env); !reflect.DeepEqual(after, before) {
 				t.Fatalf("the sweep changed the listed backups: %d before, %d after", len(before), len(after))
 			}
 			listedDirs := map[string]bool{}

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"remora.dev/remora/internal/testenv"
-	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // remora is the binary under test, built once (with the race detector when
@@ -20,9 +19,4 @@ var remora *testenv.Remora
 func TestMain(m *testing.M) {
 	remora = testenv.BuildRemora()
 	testenv.Main(m)
-}
-
-func listJSON(t *testing.T, env []string) []clitest.ListItem {
-	t.Helper()
-	return clitest.List(t, remora, env)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // randomFaults injects a fault into each request with probability p, chosen
@@ -90,7 +91,7 @@ func TestBackupThroughFaultyNetwork(t *testing.T) {
 		t.Fatalf("backup against a lasting 503 = %s", r)
 	}
 	proxy.Set(nil)
-	if got := listJSON(t, env); len(got) != 1 {
+	if got := clitest.List(t, remora, env); len(got) != 1 {
 		t.Fatalf("after the failed backup, list shows %d backups, want 1", len(got))
 	}
 	testenv.NoCanary(t, "output", r.Stdout+r.Stderr)

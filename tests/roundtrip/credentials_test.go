@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // TestPasswordFromEnvironment: with a DSN that has no password, the password
@@ -36,7 +37,7 @@ func TestPasswordFromEnvironment(t *testing.T) {
 	remora.Must(t, with("REMORA_DB_PASSWORD="+testenv.Canary), "restore", "--latest", "--into", "odd_dbpassword")
 	testenv.SameChecksums(t, "password from REMORA_DB_PASSWORD", want, testenv.Checksums(t, pg, "odd_dbpassword"))
 
-	if n := len(listJSON(t, env)); n != 2 {
+	if n := len(clitest.List(t, remora, env)); n != 2 {
 		t.Errorf("%d backups listed, want 2", n)
 	}
 	for _, f := range testenv.FilesUnder(dir) {

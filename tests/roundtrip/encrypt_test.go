@@ -12,6 +12,7 @@ import (
 	"filippo.io/age"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // TestEncryptedBackup: with --encrypt-to the stored bytes are unreadable
@@ -50,7 +51,7 @@ func TestEncryptedBackup(t *testing.T) {
 			env := append(tc.env, "REMORA_STORAGE="+tc.storage, "REMORA_DRIVER=postgres", "REMORA_DSN="+pg.DSN("postgres"),
 				"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_DATABASES=odd", "AGE_RECIPIENTS="+id.Recipient().String())
 			remora.Must(t, env, "backup")
-			item := listJSON(t, env)[0]
+			item := clitest.List(t, remora, env)[0]
 			if item.Manifest.Encryption == nil || item.Manifest.Encryption.Recipients[0] != id.Recipient().String() {
 				t.Fatalf("manifest encryption: %+v", item.Manifest.Encryption)
 			}
@@ -100,7 +101,7 @@ func TestEncryptedBackup(t *testing.T) {
 		testenv.Missing(t, "age and zstd", "apt-get install age zstd")
 	}
 	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0"}
-	bdir := filepath.Join(dir, "shop/db-0/postgres", listJSON(t, env)[0].ID)
+	bdir := filepath.Join(dir, "shop/db-0/postgres", clitest.List(t, remora, env)[0].ID)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c",
 		`createdb odd_tools && "$AGE" -d -i "$KEY" databases/odd.dump.zst.age | "$ZSTD" -dc | pg_restore --exit-on-error -d odd_tools`)
 	cmd.Dir = bdir
@@ -125,7 +126,7 @@ func TestGzip(t *testing.T) {
 	remora.Must(t, env, "restore", "--latest", "--into", "odd_gz")
 	testenv.SameChecksums(t, "gzip round trip", want, testenv.Checksums(t, pg, "odd_gz"))
 
-	bdir := filepath.Join(dir, "shop/db-0/postgres", listJSON(t, env)[0].ID)
+	bdir := filepath.Join(dir, "shop/db-0/postgres", clitest.List(t, remora, env)[0].ID)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", `createdb odd_gunzip && gzip -dc databases/odd.dump.gz | pg_restore --exit-on-error -d odd_gunzip`)
 	cmd.Dir = bdir
 	cmd.Env = append(os.Environ(), "PATH="+pg.Bin+":"+os.Getenv("PATH"), "PGHOST="+pg.SocketDir, "PGPORT="+strconv.Itoa(pg.Port), "PGUSER=postgres")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // makeTree builds a directory with what a file backup must keep: modes
@@ -159,7 +160,7 @@ func TestFilesRoundTrip(t *testing.T) {
 		testenv.Missing(t, "zstd", "apt-get install zstd")
 	}
 	env := []string{"REMORA_STORAGE=file://" + fileStore, "REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=app-0"}
-	obj := filepath.Join(fileStore, "shop/app-0/files", listJSON(t, env)[0].ID, "files.tar.zst")
+	obj := filepath.Join(fileStore, "shop/app-0/files", clitest.List(t, remora, env)[0].ID, "files.tar.zst")
 	out := t.TempDir()
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", `"$ZSTD" -dc "$OBJ" | tar -x -p -C "$OUT"`)
 	cmd.Env = append(os.Environ(), "ZSTD="+zstd, "OBJ="+obj, "OUT="+out)
@@ -179,7 +180,7 @@ func TestExtraFiles(t *testing.T) {
 	env := []string{"REMORA_STORAGE=file://" + t.TempDir(), "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_PATHS=" + src}
 	remora.Must(t, env, "backup")
-	item := listJSON(t, env)[0]
+	item := clitest.List(t, remora, env)[0]
 	if strings.Join(item.Databases, ",") != "postgres,files" {
 		t.Fatalf("databases: %v", item.Databases)
 	}

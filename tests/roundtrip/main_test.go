@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"remora.dev/remora/internal/testenv"
-	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // remora is the binary under test, built once (with the race detector when
@@ -25,8 +24,3 @@ const (
 	exitUsage   = 2 // bad command line
 	exitCorrupt = 3 // stored data does not match its manifest
 )
-
-func listJSON(t *testing.T, env []string) []clitest.ListItem {
-	t.Helper()
-	return clitest.List(t, remora, env)
-}

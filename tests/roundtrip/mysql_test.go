@@ -11,6 +11,7 @@ import (
 	"filippo.io/age"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // seedMariaDB creates two databases with a view, a trigger, a routine, an
@@ -77,7 +78,7 @@ func TestMariaDBRoundTrip(t *testing.T) {
 			env := append(tc.env, "REMORA_STORAGE="+tc.storage, "REMORA_DRIVER=mysql", "REMORA_DSN="+m.DSN(),
 				"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=mariadb-0")
 			remora.Must(t, env, "backup")
-			items := listJSON(t, env)
+			items := clitest.List(t, remora, env)
 			if len(items) != 1 || strings.Join(items[0].Databases, ",") != "crm,shop" {
 				t.Fatalf("list: %+v", items)
 			}
@@ -147,7 +148,7 @@ func TestMariaDBStandardTools(t *testing.T) {
 	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_DRIVER=mysql", "REMORA_DSN=" + m.DSN(),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=mariadb-0", "REMORA_ENCRYPT_TO=" + id.Recipient().String()}
 	remora.Must(t, env, "backup")
-	bdir := filepath.Join(dir, "shop/mariadb-0/mysql", listJSON(t, env)[0].ID)
+	bdir := filepath.Join(dir, "shop/mariadb-0/mysql", clitest.List(t, remora, env)[0].ID)
 	m.SQL(t, "CREATE DATABASE shop_tools CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c",
 		`"$AGE" -d -i "$KEY" databases/shop.sql.zst.age | "$ZSTD" -dc | mariadb --no-defaults --socket="$SOCK" -uroot shop_tools`)
@@ -182,7 +183,7 @@ func TestMariaDBBadInput(t *testing.T) {
 			t.Errorf("%s: want one line with %q, got %s", tc.dsn, tc.want, r)
 		}
 	}
-	if items := listJSON(t, env); len(items) != 0 {
+	if items := clitest.List(t, remora, env); len(items) != 0 {
 		t.Fatalf("failed backups are listed: %+v", items)
 	}
 }
@@ -224,7 +225,7 @@ func TestDumpArgs(t *testing.T) {
 		t.Fatal("a refused flag wrote a file")
 	}
 	for _, env := range [][]string{pgEnv, myEnv} {
-		if items := listJSON(t, env); len(items) != 0 {
+		if items := clitest.List(t, remora, env); len(items) != 0 {
 			t.Fatalf("refused dump args left backups: %+v", items)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // seedRedis writes every kind of value, in two logical databases, with
@@ -117,7 +118,7 @@ func TestRedisRoundTrip(t *testing.T) {
 			env := append(tc.env, "REMORA_STORAGE="+tc.storage, "REMORA_DRIVER=redis", "REMORA_DSN="+r.DSN(),
 				"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=redis-"+tc.name)
 			remora.Must(t, env, "backup")
-			items := listJSON(t, env)
+			items := clitest.List(t, remora, env)
 			if len(items) != 1 || !strings.HasPrefix(items[0].Manifest.ServerVersion, "7.") {
 				t.Fatalf("list: %+v", items)
 			}
@@ -177,7 +178,7 @@ func TestRedisStandardTools(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"REMORA_STORAGE=file://" + dir, "REMORA_DRIVER=redis", "REMORA_DSN=" + r.DSN(), "REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=redis-0"}
 	remora.Must(t, env, "backup")
-	obj := filepath.Join(dir, "shop/redis-0/redis", listJSON(t, env)[0].ID, "dump.rdb.zst")
+	obj := filepath.Join(dir, "shop/redis-0/redis", clitest.List(t, remora, env)[0].ID, "dump.rdb.zst")
 
 	r2 := testenv.StartRedis(t)
 	stopper := goredis.NewClient(&goredis.Options{Network: "unix", Addr: r2.Socket, Password: testenv.Canary, MaxRetries: -1, Protocol: 2, DisableIdentity: true})

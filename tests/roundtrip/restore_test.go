@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // TestRestoreInPlace: a restore onto existing databases needs --yes; a full
@@ -58,7 +59,7 @@ func TestCorruptBackup(t *testing.T) {
 	dir := t.TempDir()
 	env := testenv.PgEnv(pg, "file://"+dir)
 	remora.Must(t, env, "backup")
-	id := listJSON(t, env)[0].ID
+	id := clitest.List(t, remora, env)[0].ID
 	obj := filepath.Join(dir, "shop/db-0/postgres", id, "databases/odd.dump.zst")
 	flipByte(t, obj)
 
@@ -66,7 +67,7 @@ func TestCorruptBackup(t *testing.T) {
 	if r.Code != exitCorrupt || !strings.Contains(r.Stdout, "CORRUPT") || !strings.Contains(r.Stderr, "odd.dump.zst") {
 		t.Fatalf("verify of a corrupt backup: %s", r)
 	}
-	if it := listJSON(t, env)[0]; it.Verified || it.Verification == nil || it.Verification.OK {
+	if it := clitest.List(t, remora, env)[0]; it.Verified || it.Verification == nil || it.Verification.OK {
 		t.Fatalf("list after a failed verify: %+v", it)
 	}
 	r = remora.Run(t, env, "restore", id, "--database", "odd", "--into", "copy1")
@@ -120,7 +121,7 @@ func TestStandardTools(t *testing.T) {
 	dir := t.TempDir()
 	env := testenv.PgEnv(pg, "file://"+dir)
 	remora.Must(t, env, "backup")
-	bdir := filepath.Join(dir, "shop/db-0/postgres", listJSON(t, env)[0].ID)
+	bdir := filepath.Join(dir, "shop/db-0/postgres", clitest.List(t, remora, env)[0].ID)
 
 	// A new server: roles first, then the database.
 	pg2 := testenv.StartPostgres(t)

@@ -10,6 +10,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
 )
 
 // TestRoundTrip backs up a pgbench database, a database of odd types and one
@@ -46,7 +47,7 @@ func TestRoundTrip(t *testing.T) {
 			if !strings.Contains(r.Stdout, "complete") {
 				t.Fatalf("backup said: %s", r)
 			}
-			items := listJSON(t, env)
+			items := clitest.List(t, remora, env)
 			if len(items) != 1 {
 				t.Fatalf("list shows %d backups, want 1", len(items))
 			}
@@ -58,7 +59,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("list item: %+v", b)
 			}
 			remora.Must(t, env, "verify")
-			if items := listJSON(t, env); !items[0].Verified {
+			if items := clitest.List(t, remora, env); !items[0].Verified {
 				t.Errorf("not verified after verify: %+v", items[0])
 			}
 			if r := remora.Must(t, env, "list"); !strings.Contains(r.Stdout, b.ID) || !strings.Contains(r.Stdout, "yes") {
