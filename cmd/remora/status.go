@@ -80,6 +80,9 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 }
 
 func progressLine(p control.Progress, seconds float64) string {
+	if p.Object == "" {
+		return "starting: checking the storage and the database"
+	}
 	rate := ""
 	if seconds > 0 {
 		rate = fmt.Sprintf(", %s/s", humanBytes(int64(float64(p.BytesRead)/seconds)))
