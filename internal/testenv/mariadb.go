@@ -1,12 +1,10 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -121,13 +119,7 @@ func (m *MariaDB) SQL(t testing.TB, sql string) string {
 // SQLErr is SQL returning the error.
 func (m *MariaDB) SQLErr(sql string) (string, error) {
 	cmd := exec.Command("mariadb", "--no-defaults", "--socket="+m.Socket, "-uroot", "--default-character-set=utf8mb4", "--batch", "--skip-column-names")
-	cmd.Stdin = strings.NewReader(sql)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%v: %s", err, errb.String())
-	}
-	return strings.TrimSpace(out.String()), nil
+	return runSQL(cmd, sql)
 }
 
 // Command prepares a client program (mariadb, mariadb-dump) connected as root

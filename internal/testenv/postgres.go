@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -184,13 +182,7 @@ func (pg *Postgres) Psql(t testing.TB, db, sql string) string {
 func (pg *Postgres) PsqlErr(db, sql string) (string, error) {
 	cmd := exec.Command(filepath.Join(pg.Bin, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
 		"-h", pg.SocketDir, "-p", itoa(pg.Port), "-U", pg.User, "-d", db)
-	cmd.Stdin = strings.NewReader(sql)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%v: %s", err, errb.String())
-	}
-	return strings.TrimSpace(out.String()), nil
+	return runSQL(cmd, sql)
 }
 
 // Command prepares one of the server's client programs (pgbench, pg_restore,

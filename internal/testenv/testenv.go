@@ -7,6 +7,7 @@
 package testenv
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -165,3 +166,15 @@ func isExec(p string) bool {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// runSQL feeds sql to a client program and returns its output, trimmed, or
+// an error with what it wrote to stderr.
+func runSQL(cmd *exec.Cmd, sql string) (string, error) {
+	cmd.Stdin = strings.NewReader(sql)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%v: %s", err, errb.String())
+	}
+	return strings.TrimSpace(out.String()), nil
+}
