@@ -21,6 +21,7 @@ const (
 	MetricRunning       = "remora_backup_running"
 	MetricNotifyErrors  = "remora_notification_failures_total"
 	MetricPartialFailed = "remora_backup_destination_failures_total"
+	MetricRetentionStop = "remora_retention_stopped_total"
 )
 
 type metrics struct {
@@ -30,6 +31,7 @@ type metrics struct {
 	failures, skipped, configErrors prometheus.Counter
 	bytesRead, bytesWritten         prometheus.Counter
 	notifyErrors, destFailures      prometheus.Counter
+	retentionStopped                prometheus.Counter
 	runs                            *prometheus.CounterVec
 }
 
@@ -58,6 +60,7 @@ func newMetrics() *metrics {
 	m.bytesWritten = c(MetricBytesWritten, "Bytes written to each storage (counted once per backup).")
 	m.notifyErrors = c(MetricNotifyErrors, "Notifications that could not be sent.")
 	m.destFailures = c(MetricPartialFailed, "Destinations that did not get a backup.")
+	m.retentionStopped = c(MetricRetentionStop, "Times retention deleted nothing because a backup lies more than an hour in the future (a clock ran fast).")
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRuns, Help: "Backup runs by result."}, []string{"result"})
 	m.reg.MustRegister(m.runs)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

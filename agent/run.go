@@ -181,6 +181,11 @@ func (a *Agent) backup(ctx context.Context, r *run) error {
 		for _, f := range res.Failed {
 			out.FailedIn = append(out.FailedIn, f.Storage.String())
 		}
+		for _, err := range res.PruneErrors {
+			if errors.Is(err, repo.ErrFutureBackups) {
+				a.metrics.retentionStopped.Inc()
+			}
+		}
 	}
 	return err
 }

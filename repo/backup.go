@@ -75,6 +75,9 @@ type Result struct {
 	Stored   []storage.Storage   // where the backup is complete
 	Failed   []DestinationError  // where it is not, and why
 	Pruned   map[string][]string // storage -> IDs deleted by retention
+	// PruneErrors are why retention failed or stopped in some destination
+	// (the backup itself is complete there).
+	PruneErrors []error
 }
 
 // DestinationError is why one destination did not get the backup.
@@ -280,13 +283,14 @@ func (b *backup) commitAll(ctx context.Context) (*Result, error) {
 			continue
 		}
 		res.Stored = append(res.Stored, d.Storage)
-		if d.Retention != nil {
-			deleted, err := Prune(ctx, d.Storage, b.Scope, *d.Retention, b.now(), b.log)
-			if err != nil {
-				b.log.Error("retention failed", "storage", d.Storage.String(), "error", err)
-			}
-			res.Pruned[d.Storage.String()] = deleted
+		// Retention, and the sweep of what killed runs left, whatever the
+		// policy (nil keeps every backup).
+		deleted, err := Prune(ctx, d.Storage, b.Scope, d.Retention, PruneOptions{Now: b.now(), Logger: b.log, Written: b.m.ID})
+		if err != nil {
+			b.log.Error("retention failed", "storage", d.Storage.String(), "error", err)
+			res.PruneErrors = append(res.PruneErrors, err)
 		}
+		res.Pruned[d.Storage.String()] = deleted
 	}
 	if len(res.Stored) == 0 {
 		return nil, allFailed(b.dests)

@@ -372,14 +372,14 @@ func TestSweepLeftovers(t *testing.T) {
 				srv.StartUpload(t, "pipeline", "p/"+scope.Dir("test", "20200102T000000Z")+"databases/big.zst")
 			}
 			// Now: nothing is old enough.
-			if _, err := Prune(ctx, st, scope, retention.Policy{Last: 100}, time.Now(), nil); err != nil {
+			if _, err := Prune(ctx, st, scope, &retention.Policy{Last: 100}, PruneOptions{Now: time.Now()}); err != nil {
 				t.Fatal(err)
 			}
 			if keys := allKeys(t, st); len(keys) != 3 { // the backup's object and manifest, and the leftover
 				t.Fatalf("fresh leftovers were removed: %v", keys)
 			}
 			// Two days later: the leftovers go, the backup stays.
-			if _, err := Prune(ctx, st, scope, retention.Policy{Last: 100}, time.Now().Add(48*time.Hour), nil); err != nil {
+			if _, err := Prune(ctx, st, scope, &retention.Policy{Last: 100}, PruneOptions{Now: time.Now().Add(48 * time.Hour)}); err != nil {
 				t.Fatal(err)
 			}
 			keys := allKeys(t, st)

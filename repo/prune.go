@@ -11,36 +11,99 @@ import (
 	"remora.dev/remora/storage"
 )
 
-// Prune deletes the backups of a scope that the policy does not keep at now.
-// Only complete backups count and can be deleted; the newest is always kept.
-// A backup is deleted manifest first, so that an interrupted delete leaves
-// objects that are no longer a backup rather than a backup with missing
-// objects. It returns the IDs it deleted.
-func Prune(ctx context.Context, st storage.Storage, scope Scope, p retention.Policy, now time.Time, log *slog.Logger) ([]string, error) {
+// PruneOptions say when and for whom retention runs.
+type PruneOptions struct {
+	Now    time.Time
+	Logger *slog.Logger
+	// Written is the ID of the backup the caller has just written: it is
+	// never deleted, whatever the policy says.
+	Written string
+	// Tolerance is how far in the future a backup may lie (a clock a little
+	// fast) before pruning stops; 0 means DefaultTolerance.
+	Tolerance time.Duration
+}
+
+// DefaultTolerance is how far ahead of the clock a backup may have started
+// before retention refuses to run.
+const DefaultTolerance = time.Hour
+
+// ErrFutureBackups is wrapped by Prune's error when it deleted nothing
+// because a backup lies further in the future than the tolerance: a clock
+// ran fast (here or where that backup was taken), and a policy counted on it
+// could delete the backups that matter.
+var ErrFutureBackups = errors.New("retention stopped: a backup lies in the future")
+
+// Prune deletes the backups of a scope that the policy (nil: keep all) does
+// not keep at o.Now, then sweeps what interrupted backups left. Only complete
+// backups whose manifest agrees with its ID count and can be deleted; the
+// newest and o.Written are always kept. A backup is deleted manifest first,
+// so that an interrupted delete leaves objects that are no longer a backup
+// rather than a backup with missing objects. It returns the IDs it deleted.
+func Prune(ctx context.Context, st storage.Storage, scope Scope, p *retention.Policy, o PruneOptions) ([]string, error) {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Tolerance == 0 {
+		o.Tolerance = DefaultTolerance
 	}
 	entries, err := List(ctx, st, scope)
 	if err != nil {
 		return nil, err
 	}
-	var good []Entry
-	var times []time.Time
-	for _, e := range entries {
-		if e.Problem != "" {
-			log.Warn("a damaged backup is left for inspection", "id", e.Manifest.ID, "problem", e.Problem)
-			continue
-		}
-		good = append(good, e)
-		times = append(times, e.Manifest.Started)
+	good, err := countable(entries, o, log)
+	if err != nil {
+		return nil, fmt.Errorf("storage %s: %w", st, err)
 	}
 	var deleted []string
 	var errs []error
-	for i, keep := range p.Keep(times, now) {
-		if keep {
+	if p != nil {
+		deleted, errs = deleteUnkept(ctx, st, good, *p, o, log)
+	}
+	if n, err := sweep(ctx, st, scope, o.Now); err != nil {
+		errs = append(errs, err)
+	} else if n > 0 {
+		log.Info("removed what interrupted backups left", "count", n, "storage", st.String())
+	}
+	return deleted, errors.Join(errs...)
+}
+
+// countable are the entries a policy counts: complete, with a manifest whose
+// start time is the time its ID says. It fails with ErrFutureBackups when
+// one started more than the tolerance after o.Now.
+func countable(entries []Entry, o PruneOptions, log *slog.Logger) ([]Entry, error) {
+	var good []Entry
+	for _, e := range entries {
+		m := e.Manifest
+		switch {
+		case e.Problem != "":
+			log.Warn("a damaged backup is left for inspection", "id", m.ID, "problem", e.Problem)
+		case m.Started.UTC().Format(IDFormat) != m.ID:
+			log.Warn("a backup whose manifest gives another start time than its ID is left for inspection and not counted by retention",
+				"id", m.ID, "started", m.Started)
+		case m.Started.After(o.Now.Add(o.Tolerance)):
+			return nil, fmt.Errorf("%w: backup %s started at %s, %s after this clock (%s): check the clocks; nothing was deleted",
+				ErrFutureBackups, m.ID, m.Started.UTC().Format(time.RFC3339), m.Started.Sub(o.Now).Round(time.Second), o.Now.UTC().Format(time.RFC3339))
+		default:
+			good = append(good, e)
+		}
+	}
+	return good, nil
+}
+
+// deleteUnkept deletes the backups among good that p does not keep.
+func deleteUnkept(ctx context.Context, st storage.Storage, good []Entry, p retention.Policy, o PruneOptions, log *slog.Logger) ([]string, []error) {
+	times := make([]time.Time, len(good))
+	for i, e := range good {
+		times[i] = e.Manifest.Started
+	}
+	var deleted []string
+	var errs []error
+	for i, keep := range p.Keep(times, o.Now) {
+		m := good[i].Manifest
+		if keep || m.ID == o.Written {
 			continue
 		}
-		m := good[i].Manifest
 		if err := deleteBackup(ctx, st, m); err != nil {
 			errs = append(errs, fmt.Errorf("delete backup %s: %w", m.ID, err))
 			continue
@@ -48,12 +111,7 @@ func Prune(ctx context.Context, st storage.Storage, scope Scope, p retention.Pol
 		log.Info("deleted by retention", "id", m.ID, "policy", p.String(), "storage", st.String())
 		deleted = append(deleted, m.ID)
 	}
-	if n, err := sweep(ctx, st, scope, now); err != nil {
-		errs = append(errs, err)
-	} else if n > 0 {
-		log.Info("removed what interrupted backups left", "count", n, "storage", st.String())
-	}
-	return deleted, errors.Join(errs...)
+	return deleted, errs
 }
 
 // LeftoverAge is how old an unfinished backup must be before it is removed:

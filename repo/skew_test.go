@@ -1,0 +1,108 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"remora.dev/remora/repo/retention"
+	"remora.dev/remora/storage"
+	"remora.dev/remora/storage/file"
+)
+
+// backupAt takes one backup with the clock at t into st, with policy p.
+func backupAt(t *testing.T, st storage.Storage, at time.Time, p *retention.Policy) *Result {
+	t.Helper()
+	src := &source{sizes: map[string]int{"small": 100}}
+	res, err := Backup(context.Background(), BackupOptions{Scope: scope, Driver: src, Now: func() time.Time { return at },
+		Destinations: []Destination{{Storage: st, Retention: p}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func ids(t *testing.T, st storage.Storage) []string {
+	t.Helper()
+	es, err := List(context.Background(), st, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Manifest.ID)
+	}
+	return out
+}
+
+// TestPruneKeepsTheNewBackup: backups written by a clock a few minutes fast
+// are newer than the one a run has just taken; with last=2 the policy would
+// delete the new one. A run never deletes the backup it has just written.
+func TestPruneKeepsTheNewBackup(t *testing.T) {
+	st := file.New(t.TempDir())
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, ahead := range []time.Duration{10, 20, 30} {
+		backupAt(t, st, now.Add(ahead*time.Minute), nil)
+	}
+	res := backupAt(t, st, now, &retention.Policy{Last: 2})
+	if got := ids(t, st); !strings.Contains(strings.Join(got, " "), res.Manifest.ID) {
+		t.Fatalf("the run deleted the backup it had just taken (%s); left: %v", res.Manifest.ID, got)
+	}
+}
+
+// TestPruneStopsOnFutureBackups: a backup more than the tolerance ahead of
+// the clock stops pruning (nothing is deleted) and says why.
+func TestPruneStopsOnFutureBackups(t *testing.T) {
+	st := file.New(t.TempDir())
+	now := time.Now().UTC().Truncate(time.Second)
+	backupAt(t, st, now.Add(-48*time.Hour), nil)
+	backupAt(t, st, now.Add(72*time.Hour), nil) // a clock three days fast
+	backupAt(t, st, now, nil)
+	deleted, err := Prune(context.Background(), st, scope, &retention.Policy{Last: 1}, PruneOptions{Now: now})
+	if !errors.Is(err, ErrFutureBackups) || len(deleted) != 0 {
+		t.Fatalf("prune: deleted %v, err %v; want nothing deleted and ErrFutureBackups", deleted, err)
+	}
+	if got := ids(t, st); len(got) != 3 {
+		t.Fatalf("left: %v, want all three", got)
+	}
+}
+
+// TestPruneIgnoresMismatchedManifest: a manifest whose start time is not the
+// time its ID says (an edited or forged one) is reported and neither counts
+// for the policy nor is deleted.
+func TestPruneIgnoresMismatchedManifest(t *testing.T) {
+	st := file.New(t.TempDir())
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	old := backupAt(t, st, now.Add(-time.Hour), nil).Manifest
+	forged := *old
+	forged.Started = now.Add(30 * time.Minute) // claims to be the newest
+	b, _ := json.Marshal(&forged)
+	if _, err := st.Put(ctx, old.key(ManifestName), strings.NewReader(string(b))); err != nil {
+		t.Fatal(err)
+	}
+	res := backupAt(t, st, now, nil)
+	deleted, err := Prune(ctx, st, scope, &retention.Policy{Last: 1}, PruneOptions{Now: now})
+	if err != nil || len(deleted) != 0 {
+		t.Fatalf("prune: deleted %v, err %v", deleted, err)
+	}
+	if got := ids(t, st); len(got) != 2 || got[1] != res.Manifest.ID {
+		t.Fatalf("left: %v", got)
+	}
+}
+
+// TestSweepWithoutRetention: what a killed run left is swept after a backup
+// whatever the retention, keep-everything included.
+func TestSweepWithoutRetention(t *testing.T) {
+	st := file.New(t.TempDir())
+	ctx := context.Background()
+	leftover := scope.Dir("test", "20200101T000000Z") + "databases/small.zst"
+	st.Put(ctx, leftover, strings.NewReader("half a backup"))
+	backupAt(t, st, time.Now().Add(48*time.Hour), nil)
+	if _, err := st.Stat(ctx, leftover); err == nil {
+		t.Fatal("a killed run's leftover survived a backup with no retention")
+	}
+}
