@@ -205,13 +205,15 @@ func securityContext(pod *corev1.Pod, db *corev1.Container) *corev1.SecurityCont
 // runAs is the user and group the sidecar runs as, so that the database's
 // files on the shared volumes are readable: the database container's user
 // and group; else the pod's user; else the user a well-known database image
-// runs as; else sidecar.DefaultUser. A nil group leaves the image's own.
+// runs as (the official images start as root and step down to it); else
+// sidecar.DefaultUser. Root (0) is never taken: the sidecar runs with
+// runAsNonRoot. A nil group leaves the image's own.
 func runAs(pod *corev1.Pod, db *corev1.Container) (user, group *int64) {
 	if db != nil && db.SecurityContext != nil {
-		user, group = db.SecurityContext.RunAsUser, db.SecurityContext.RunAsGroup
+		user, group = nonRoot(db.SecurityContext.RunAsUser), nonRoot(db.SecurityContext.RunAsGroup)
 	}
-	if user == nil && pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.RunAsUser != nil {
-		user = pod.Spec.SecurityContext.RunAsUser
+	if user == nil && pod.Spec.SecurityContext != nil {
+		user = nonRoot(pod.Spec.SecurityContext.RunAsUser)
 	}
 	if user == nil && db != nil {
 		if uid, ok := imageUser(db.Image); ok {
@@ -223,6 +225,40 @@ func runAs(pod *corev1.Pod, db *corev1.Container) (user, group *int64) {
 		user = &uid
 	}
 	return user, group
+}
+
+func nonRoot(id *int64) *int64 {
+	if id == nil || *id == 0 {
+		return nil
+	}
+	return id
+}
+
+// unreadableAsNonRoot is why a files backup of pod could not read what it
+// must: the database container runs as root, its image is not one whose
+// user is known, and no fsGroup gives the sidecar the volumes' group. ""
+// when the sidecar can run.
+func unreadableAsNonRoot(pod *corev1.Pod, db *corev1.Container, driver string) string {
+	if driver != "files" {
+		return "" // database drivers reach their server over the network or its socket
+	}
+	psc := pod.Spec.SecurityContext
+	var user *int64
+	if psc != nil {
+		user = psc.RunAsUser
+	}
+	if db != nil && db.SecurityContext != nil && db.SecurityContext.RunAsUser != nil {
+		user = db.SecurityContext.RunAsUser
+	}
+	if user == nil || *user != 0 || psc != nil && psc.FSGroup != nil {
+		return ""
+	}
+	if db != nil {
+		if _, ok := imageUser(db.Image); ok {
+			return ""
+		}
+	}
+	return SkipRootFiles
 }
 
 // imageUser is the user a well-known database image runs its server as when

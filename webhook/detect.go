@@ -16,6 +16,11 @@ const (
 	SkipOptOut          = "remora.dev/inject is false"
 	SkipInjected        = "already injected"
 	SkipNotDatabase     = "no database container recognised and no remora.dev annotations"
+	// SkipRootFiles comes with an admission warning: the pod asked for a
+	// backup it does not get.
+	SkipRootFiles = "remora: not injected: the container runs as root and its files may be readable by root alone, " +
+		"and the backup sidecar never runs as root; set runAsUser (and runAsGroup) to the user that owns the files, " +
+		"or an fsGroup on the pod"
 )
 
 // systemNamespaces are never injected, nor is the webhook's own namespace.
@@ -59,6 +64,9 @@ func detect(pod *corev1.Pod, ns string, cfg Config) (*target, Result) {
 		return nil, Result{Denied: fmt.Sprintf("remora: no database container recognised: set %s (postgres, mysql, redis or files) and %s (example: %s: \"db\")", spec.AnnotationDriver, spec.AnnotationContainer, spec.AnnotationContainer)}
 	case !asked && !cfg.AutoDetect:
 		return nil, Result{Skip: SkipNotDatabase}
+	}
+	if why := unreadableAsNonRoot(pod, db, driver); why != "" {
+		return nil, Result{Skip: why, Warn: true}
 	}
 	return &target{db: db, driver: driver, workload: workload, spec: s}, Result{}
 }

@@ -38,7 +38,7 @@ type Handler struct {
 func NewHandler(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Handler {
 	h := &Handler{Config: cfg, Log: log,
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricAdmissions,
-			Help: "Admission requests by result: injected, skipped, denied, error."}, []string{"result"}),
+			Help: "Admission requests by result: injected, skipped, skipped_warning (not injected although asked for: see the warning), denied, error."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDuration,
 			Help: "Time to answer an admission request.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 	}
@@ -107,6 +107,8 @@ func resultLabel(res Result) string {
 		return "denied"
 	case res.Patch != nil:
 		return "injected"
+	case res.Warn:
+		return "skipped_warning"
 	default:
 		return "skipped"
 	}
@@ -134,6 +136,8 @@ func Review(req *admissionv1.AdmissionRequest, cfg Config) (*admissionv1.Admissi
 		b, _ := json.Marshal(res.Patch)
 		pt := admissionv1.PatchTypeJSONPatch
 		resp.Patch, resp.PatchType = b, &pt
+	case res.Warn:
+		resp.Warnings = []string{res.Skip}
 	}
 	return resp, res
 }

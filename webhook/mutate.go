@@ -51,6 +51,7 @@ type Result struct {
 	Patch  []PatchOp // nil: unchanged
 	Denied string    // set: the pod is refused with this message
 	Skip   string    // set: why the pod is unchanged
+	Warn   bool      // Skip is also an admission warning: the pod asked for a backup it does not get
 }
 
 // Mutate decides what to do with a pod being created in namespace ns: let it

@@ -168,3 +168,63 @@ func TestMutateDecisions(t *testing.T) {
 		}
 	}
 }
+
+// TestNeverRoot: a pod or database container that runs as root never gives
+// the sidecar uid (or gid) 0, which runAsNonRoot makes the kubelet refuse
+// (and, as a native sidecar, keeps the database from starting). Where no
+// non-root user could read the database's files, the pod is not injected
+// and the answer carries a warning.
+func TestNeverRoot(t *testing.T) {
+	root := ptr(int64(0))
+	for _, tc := range []struct {
+		name     string
+		edit     func(p *corev1.Pod)
+		wantUser int64 // 0: not injected, with a warning
+	}{
+		{"pod root", func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = nil
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: root}
+		}, 999},
+		{"container root", func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: root, RunAsGroup: root}
+		}, 999},
+		{"files of an unknown image as root", func(p *corev1.Pod) {
+			p.Annotations["remora.dev/driver"] = "files"
+			p.Annotations["remora.dev/paths"] = "/data"
+			p.Annotations["remora.dev/container"] = "postgres"
+			p.Spec.Containers[0].Image = "ghcr.io/example/app:1"
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: root}
+		}, 0},
+		{"files as root with an fsGroup", func(p *corev1.Pod) {
+			p.Annotations["remora.dev/driver"] = "files"
+			p.Annotations["remora.dev/paths"] = "/data"
+			p.Annotations["remora.dev/container"] = "postgres"
+			p.Spec.Containers[0].Image = "ghcr.io/example/app:1"
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: root}
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: ptr(int64(2000))}
+		}, 65532},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := postgresPod()
+			tc.edit(pod)
+			res := Mutate(pod, "shop", goldenConfig())
+			if tc.wantUser == 0 {
+				if res.Patch != nil || res.Skip == "" || !res.Warn {
+					t.Fatalf("want no injection and a warning, got %+v", res)
+				}
+				return
+			}
+			sc := sidecarFrom(t, res).SecurityContext
+			if sc.RunAsUser == nil || *sc.RunAsUser != tc.wantUser || sc.RunAsGroup != nil && *sc.RunAsGroup == 0 {
+				t.Fatalf("sidecar runs as user %v group %v, want user %d and never group 0", deref(sc.RunAsUser), deref(sc.RunAsGroup), tc.wantUser)
+			}
+		})
+	}
+}
+
+func deref(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
