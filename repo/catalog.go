@@ -46,6 +46,13 @@ func (e Entry) Listing() Listing {
 	return l
 }
 
+// MaxManifestSize bounds what List reads of a manifest: a real one is a few
+// KiB; a larger one (planted in the bucket) is reported, not loaded.
+const MaxManifestSize = 1 << 20
+
+// listWorkers is how many manifests List reads at once.
+const listWorkers = 8
+
 // ErrNotFound is wrapped by errors about a backup that does not exist.
 var ErrNotFound = errors.New("backup not found")
 
@@ -81,18 +88,25 @@ func List(ctx context.Context, st storage.Storage, scope Scope) ([]Entry, error)
 		return nil, err
 	}
 
+	// A fixed pool of readers: a storage with tens of thousands of backups
+	// costs that many entries, not that many goroutines.
 	entries := make([]Entry, len(dirs))
+	next := make(chan int)
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, d := range dirs {
+	for range min(listWorkers, len(dirs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			entries[i] = readEntry(ctx, st, scope, d.driver, d.id, d.verified)
+			for i := range next {
+				d := dirs[i]
+				entries[i] = readEntry(ctx, st, scope, d.driver, d.id, d.verified)
+			}
 		}()
 	}
+	for i := range dirs {
+		next <- i
+	}
+	close(next)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -125,7 +139,7 @@ func readEntry(ctx context.Context, st storage.Storage, scope Scope, driver, id 
 }
 
 func readManifest(ctx context.Context, st storage.Storage, key string) (*Manifest, error) {
-	b, err := readAll(ctx, st, key, 16<<20)
+	b, err := readAll(ctx, st, key, MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}

@@ -106,3 +106,25 @@ func TestSweepWithoutRetention(t *testing.T) {
 		t.Fatal("a killed run's leftover survived a backup with no retention")
 	}
 }
+
+// TestManifestSizeLimit: a manifest above MaxManifestSize (planted by whoever
+// can write to the bucket, to make every list hold it in memory) is reported
+// as a damaged backup and not loaded.
+func TestManifestSizeLimit(t *testing.T) {
+	st := file.New(t.TempDir())
+	ctx := context.Background()
+	m := backupAt(t, st, time.Now(), nil).Manifest
+	big := *m
+	for len(big.Warnings) < 40000 {
+		big.Warnings = append(big.Warnings, strings.Repeat("w", 40))
+	}
+	b, _ := json.Marshal(&big)
+	if len(b) <= MaxManifestSize || len(b) > 16<<20 {
+		t.Fatalf("test manifest of %d bytes", len(b))
+	}
+	st.Put(ctx, m.key(ManifestName), strings.NewReader(string(b)))
+	es, err := List(ctx, st, scope)
+	if err != nil || len(es) != 1 || !strings.Contains(es[0].Problem, "larger than") {
+		t.Fatalf("list: %+v, %v; want the backup reported as damaged", es, err)
+	}
+}
