@@ -11,6 +11,7 @@ import (
 	"remora.dev/remora/agent/notify"
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/spec"
 	"remora.dev/remora/storage"
@@ -119,7 +120,7 @@ func (a *Agent) record(r *run, err error) {
 // notifier never delays or fails a backup.
 func (a *Agent) notify(res *control.RunResult) {
 	ev := notify.Event{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Pod: a.cfg.Pod, Driver: a.driver(a.Spec()),
-		OK: res.OK, Error: res.Error, ID: res.ID, Size: res.Size, Seconds: res.Seconds, Time: res.Finished}
+		OK: res.OK, Error: redact.String(res.Error), ID: res.ID, Size: res.Size, Seconds: res.Seconds, Time: res.Finished}
 	if !a.cfg.Notify.Wants(ev) {
 		return
 	}

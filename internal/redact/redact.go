@@ -5,7 +5,10 @@
 package redact
 
 import (
+	"encoding/json"
 	"io"
+	"slices"
+	"strconv"
 	"net/url"
 	"strings"
 	"sync"
@@ -32,17 +35,33 @@ func Add(values ...string) {
 		for _, s := range secrets {
 			dup = dup || s == v
 		}
-		if !dup {
-			secrets = append(secrets, v)
-			// A secret can also show URL-escaped.
-			if e := url.QueryEscape(v); e != v {
-				secrets = append(secrets, e)
-			}
-			if e := url.PathEscape(v); e != v {
+		if dup {
+			continue
+		}
+		// A secret can also show escaped: in a URL, in a JSON log record
+		// (a quote or a backslash), or quoted by %q.
+		q := strconv.Quote(v)
+		for _, e := range append([]string{v, url.QueryEscape(v), url.PathEscape(v), q[1 : len(q)-1]}, jsonForms(v)...) {
+			if !slices.Contains(secrets, e) {
 				secrets = append(secrets, e)
 			}
 		}
 	}
+}
+
+// jsonForms are v as a JSON string holds it (without the quotes), with and
+// without HTML escaping.
+func jsonForms(v string) []string {
+	var out []string
+	for _, html := range []bool{true, false} {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		enc.Encode(v)
+		js := strings.TrimSpace(b.String())
+		out = append(out, js[1:len(js)-1])
+	}
+	return out
 }
 
 // AddURLPassword registers the password of a URL such as a DSN.

@@ -3,6 +3,8 @@ package redact
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -16,5 +18,19 @@ func TestMasks(t *testing.T) {
 	}
 	if got := String("plain s3cr3t/+pw"); got != "plain xxxxx" {
 		t.Errorf("String: %q", got)
+	}
+}
+
+// TestEscapedForms: a secret holding a quote or a backslash is escaped in a
+// JSON log record (and by %q); it is masked there too.
+func TestEscapedForms(t *testing.T) {
+	secret := `Zq"Jv\Kx<Wy`
+	Add(secret)
+	var b strings.Builder
+	log := slog.New(slog.NewJSONHandler(Writer(&b), nil))
+	log.Error("connect failed", "error", "password "+secret+" refused")
+	fmt.Fprintf(Writer(&b), "%q\n", secret)
+	if strings.Contains(b.String(), "Zq") || strings.Contains(b.String(), "Wy") {
+		t.Fatalf("the secret leaked in its escaped form:\n%s", b.String())
 	}
 }
