@@ -7,9 +7,9 @@ package redact
 import (
 	"encoding/json"
 	"io"
+	"net/url"
 	"slices"
 	"strconv"
-	"net/url"
 	"strings"
 	"sync"
 )
