@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
-	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -63,8 +62,8 @@ func retryable(err error) bool {
 // attempts, each logged to the storage's logger. Each attempt gets its own
 // context and its own reader of body (when not nil: the transport of an
 // abandoned attempt may still be reading its reader), watched: an attempt
-// during which it is not read for s.stall is cancelled and counts as a
-// transient fault.
+// whose body is not read for s.stall, or which has no answer s.stall after
+// the last read, is cancelled and counts as a transient fault.
 func (s *Storage) retry(ctx context.Context, op string, body []byte, fn func(ctx context.Context, body io.Reader) error) error {
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -96,15 +95,12 @@ func (s *Storage) attempt(ctx context.Context, body []byte, fn func(ctx context.
 	if body == nil {
 		return fn(actx, nil)
 	}
+	// The watch covers the whole request, not only reading the body: the
+	// transport may have read all of it and still be blocked writing its
+	// last chunk to a server that reads nothing, and its response-header
+	// timeout only starts once the write is done.
 	w := &watched{r: bytes.NewReader(body)}
-	w.left.Store(int64(len(body)))
-	w.dog = watch(s.stall, func() {
-		// Once the body is all read, the transport's response timeout (the
-		// same length) takes over.
-		if w.left.Load() > 0 {
-			cancel(errStalled)
-		}
-	})
+	w.dog = watch(s.stall, func() { cancel(errStalled) })
 	defer w.dog.stop()
 	err := fn(actx, w)
 	if err != nil && errors.Is(context.Cause(actx), errStalled) && ctx.Err() == nil {
@@ -124,9 +120,8 @@ func (e *retriedError) Unwrap() error { return e.err }
 
 // watched is a request body that tells its watchdog when it is read.
 type watched struct {
-	r    *bytes.Reader // read by the transport's goroutine only
-	dog  *watchdog
-	left atomic.Int64 // bytes not read yet
+	r   *bytes.Reader // read by the transport's goroutine only
+	dog *watchdog
 }
 
 func (w *watched) Read(p []byte) (int, error) {
@@ -134,13 +129,8 @@ func (w *watched) Read(p []byte) (int, error) {
 	if n > 0 {
 		w.dog.kick()
 	}
-	w.left.Store(int64(w.r.Len()))
 	return n, err
 }
 
 // Seek lets minio-go rewind the body (and treat it as resendable).
-func (w *watched) Seek(off int64, whence int) (int64, error) {
-	n, err := w.r.Seek(off, whence)
-	w.left.Store(int64(w.r.Len()))
-	return n, err
-}
+func (w *watched) Seek(off int64, whence int) (int64, error) { return w.r.Seek(off, whence) }
