@@ -1,6 +1,8 @@
 package control
 
 import (
+	"remora.dev/remora/internal/testenv"
+
 	"context"
 	"errors"
 	"net"
@@ -54,13 +56,7 @@ func (f *fakeAgent) Event(n int) (Event, <-chan struct{}, bool) {
 }
 
 func socketPath(t *testing.T) string {
-	// A unix socket path must be short: t.TempDir() can be too long.
-	dir, err := os.MkdirTemp("", "ctl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "agent.sock")
+	return filepath.Join(testenv.SocketDir(t), "agent.sock")
 }
 
 func TestBackupAndFollow(t *testing.T) {

@@ -72,13 +72,19 @@ func LoadIdentities(path string) (*Identities, error) {
 // given identities (or none) cannot decrypt.
 var ErrNoIdentity = errors.New("cannot decrypt")
 
+// errNeedsIdentity is why an encrypted backup cannot be read without an
+// identity.
+func errNeedsIdentity(m *Manifest) error {
+	return fmt.Errorf("%w: backup %s is encrypted to %s: give the identity with --identity FILE or AGE_IDENTITY_FILE", ErrNoIdentity, m.ID, strings.Join(m.Encryption.Recipients, ", "))
+}
+
 // decrypter opens the stored stream of an encrypted backup.
 func decrypter(m *Manifest, ids *Identities, r io.Reader) (io.Reader, error) {
 	if m.Encryption == nil {
 		return r, nil
 	}
 	if ids == nil {
-		return nil, fmt.Errorf("%w: backup %s is encrypted to %s: give the identity with --identity FILE or AGE_IDENTITY_FILE", ErrNoIdentity, m.ID, strings.Join(m.Encryption.Recipients, ", "))
+		return nil, errNeedsIdentity(m)
 	}
 	dr, err := age.Decrypt(r, ids.list...)
 	var noMatch *age.NoIdentityMatchError

@@ -39,8 +39,7 @@ func Restore(ctx context.Context, st storage.Storage, m *Manifest, drv drivers.D
 		return err
 	}
 	if m.Encryption != nil && o.Identities == nil {
-		_, err := decrypter(m, nil, nil)
-		return err
+		return errNeedsIdentity(m)
 	}
 	var dbs, globals []ObjectRecord
 	for _, obj := range m.Objects {

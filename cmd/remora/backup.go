@@ -14,6 +14,7 @@ import (
 	"remora.dev/remora/repo"
 	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/sidecar"
+	"remora.dev/remora/storage"
 )
 
 type backupCommand struct {
@@ -79,7 +80,7 @@ func (b *backupCommand) options(ctx context.Context, log *slog.Logger) (repo.Bac
 	if err != nil {
 		return repo.BackupOptions{}, usage(err)
 	}
-	dests, err := repo.OpenDestinations(ctx, b.c.storage.values, def, b.c.storageOptions(log))
+	dests, err := repo.OpenDestinations(ctx, b.c.storage.values, def, storage.Options{Logger: log})
 	if err != nil {
 		return repo.BackupOptions{}, usage(err)
 	}

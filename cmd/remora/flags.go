@@ -223,11 +223,6 @@ func (c *common) scope() repo.Scope {
 	return repo.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver}
 }
 
-// storageOptions are what every storage the command opens is given.
-func (c *common) storageOptions(log *slog.Logger) storage.Options {
-	return storage.Options{Logger: log}
-}
-
 // openStorage opens the storage that list, verify and restore read: the
 // first one given.
 func (c *common) openStorage(ctx context.Context, e *environment, log *slog.Logger) (storage.Storage, error) {
@@ -235,7 +230,7 @@ func (c *common) openStorage(ctx context.Context, e *environment, log *slog.Logg
 	if len(c.storage.values) > 0 {
 		raw, _, _ = repo.SplitDestination(c.storage.values[0])
 	}
-	st, err := storage.Open(ctx, raw, c.storageOptions(log))
+	st, err := storage.Open(ctx, raw, storage.Options{Logger: log})
 	if err != nil {
 		return nil, usage(err)
 	}

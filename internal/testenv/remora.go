@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"remora.dev/remora/sidecar"
+
 	"bytes"
 	"fmt"
 	"io"
@@ -321,7 +323,7 @@ func WriteDownwardAPI(t testing.TB, dir string, ann map[string]string) {
 	if err := os.Mkdir(filepath.Join(dir, ts), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ts, "annotations"), []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ts, sidecar.AnnotationsName), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	old, _ := os.Readlink(filepath.Join(dir, "..data"))
@@ -331,8 +333,8 @@ func WriteDownwardAPI(t testing.TB, dir string, ann map[string]string) {
 	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, "annotations")); err != nil {
-		os.Symlink("..data/annotations", filepath.Join(dir, "annotations"))
+	if _, err := os.Lstat(filepath.Join(dir, sidecar.AnnotationsName)); err != nil {
+		os.Symlink("..data/"+sidecar.AnnotationsName, filepath.Join(dir, sidecar.AnnotationsName))
 	}
 	if old != "" {
 		os.RemoveAll(filepath.Join(dir, old))
