@@ -36,6 +36,8 @@ type Config struct {
 	DumpArgs            []string
 	Compression         string // when remora.dev/compression is not set; empty: zstd
 	Recipients          *repo.Recipients
+	Signer              *repo.SigningKey // signs every manifest; nil: unsigned
+	Trust               repo.Trust       // which backups retention counts
 	AnnotationsFile     string
 	Socket              string
 	MetricsAddr         string // empty: no metrics server

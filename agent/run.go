@@ -170,7 +170,7 @@ func (a *Agent) backup(ctx context.Context, r *run) error {
 	}
 	res, err := repo.Backup(ctx, repo.BackupOptions{
 		Scope: a.scope(s), Driver: drv, Destinations: dests, Compression: compression, Recipients: a.cfg.Recipients,
-		Logger: a.log, Progress: r.progress, Now: a.clock.Now,
+		Signer: a.cfg.Signer, Trust: a.cfg.Trust, Logger: a.log, Progress: r.progress, Now: a.clock.Now,
 	})
 	if res != nil {
 		out := &r.result
@@ -235,7 +235,7 @@ func (a *Agent) lastSuccessFromStorage(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	entries, err := repo.List(ctx, st, a.scope(a.Spec()))
+	entries, err := repo.List(ctx, st, a.scope(a.Spec()), a.cfg.Trust)
 	if err != nil {
 		a.log.Warn("cannot read earlier backups", "storage", st.String(), "error", err)
 		return

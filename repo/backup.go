@@ -25,7 +25,12 @@ type BackupOptions struct {
 	Destinations []Destination
 	Compression  string      // "zstd" (when empty), "gzip" or "none"
 	Recipients   *Recipients // encrypt to these age keys; nil: no encryption
-	Logger       *slog.Logger
+	// Signer signs the manifest; nil leaves it unsigned.
+	Signer *SigningKey
+	// Trust decides which backups retention counts (see PruneOptions);
+	// with none given, the signer's own key.
+	Trust  Trust
+	Logger *slog.Logger
 	// Progress, if set, follows the run: the object being dumped and the
 	// bytes read from the dump tool and written to storage.
 	Progress *Progress
@@ -170,6 +175,9 @@ func newBackup(o BackupOptions) (*backup, error) {
 	if o.Recipients != nil {
 		b.ext += ageExt
 	}
+	if o.Signer != nil && !o.Trust.Checks() {
+		b.Trust = Trust{Keys: []*VerifyKey{o.Signer.Verify}}
+	}
 	b.chain = writeChain{cod: cod, to: o.Recipients, progress: o.Progress, log: b.log}
 	for _, d := range o.Destinations {
 		b.dests = append(b.dests, &dest{Destination: d})
@@ -267,7 +275,7 @@ func (b *backup) dumpAll(ctx context.Context, objs []drivers.Object) error {
 func (b *backup) commitAll(ctx context.Context) (*Result, error) {
 	b.m.Finished = b.now().UTC()
 	b.m.DurationSeconds = b.m.Finished.Sub(b.m.Started).Seconds()
-	manifest, err := json.MarshalIndent(b.m, "", "  ")
+	manifest, err := b.manifestBytes()
 	if err != nil {
 		b.cleanupAll(ctx)
 		return nil, err
@@ -285,7 +293,7 @@ func (b *backup) commitAll(ctx context.Context) (*Result, error) {
 		res.Stored = append(res.Stored, d.Storage)
 		// Retention, and the sweep of what killed runs left, whatever the
 		// policy (nil keeps every backup).
-		deleted, err := Prune(ctx, d.Storage, b.Scope, d.Retention, PruneOptions{Now: b.now(), Logger: b.log, Written: b.m.ID})
+		deleted, err := Prune(ctx, d.Storage, b.Scope, d.Retention, PruneOptions{Now: b.now(), Logger: b.log, Written: b.m.ID, Trust: b.Trust})
 		if err != nil {
 			b.log.Error("retention failed", "storage", d.Storage.String(), "error", err)
 			res.PruneErrors = append(res.PruneErrors, err)
@@ -303,6 +311,21 @@ func (b *backup) commitAll(ctx context.Context) (*Result, error) {
 		return res, fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
 	}
 	return res, nil
+}
+
+// manifestBytes is the manifest as stored: indented JSON, signed if there is
+// a signer.
+func (b *backup) manifestBytes() ([]byte, error) {
+	doc, err := json.MarshalIndent(b.m, "", "  ")
+	if err != nil || b.Signer == nil {
+		return doc, err
+	}
+	doc, err = b.Signer.sign(manifestDomain, doc)
+	if err != nil {
+		return nil, err
+	}
+	// The manifest Result returns carries the signature as stored.
+	return doc, json.Unmarshal(doc, b.m)
 }
 
 // commit checks that every object is there with the size that was sent

@@ -114,14 +114,14 @@ func TestRunAndVerify(t *testing.T) {
 			if len(m.Objects) != 2 || m.Objects[1].RawSize != 12<<20+7 || m.Databases[0] != "small" {
 				t.Fatalf("manifest: %+v", m)
 			}
-			entries, err := List(ctx, st, scope)
+			entries, err := List(ctx, st, scope, Trust{})
 			if err != nil || len(entries) != 1 || entries[0].Problem != "" {
 				t.Fatalf("List: %+v %v", entries, err)
 			}
-			if err := Verify(ctx, st, entries[0].Manifest, nil, true); err != nil {
+			if err := Verify(ctx, st, &entries[0], VerifyOptions{Record: true}); err != nil {
 				t.Fatal(err)
 			}
-			entries, _ = List(ctx, st, scope)
+			entries, _ = List(ctx, st, scope, Trust{})
 			if v := entries[0].Verification; v == nil || !v.OK {
 				t.Fatalf("verification: %+v", v)
 			}
@@ -179,7 +179,7 @@ func TestListIgnoresWhatIsNotABackup(t *testing.T) {
 	put("ns/db-0/test/20260103T000000Z/manifest.json", `{"format":99}`) // from the future
 	put("ns/db-1/test/20260104T000000Z/manifest.json", "{}")            // another workload
 	put("ns/db-0/test/20260105T000000Z/extra/manifest.json", "{}")      // too deep
-	entries, err := List(ctx, st, scope)
+	entries, err := List(ctx, st, scope, Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,11 +299,11 @@ func TestOneDestinationFails(t *testing.T) {
 	if keys := allKeys(t, full); len(keys) != 0 {
 		t.Fatalf("the full destination holds %v", keys)
 	}
-	entries, err := List(context.Background(), sts["s3"], scope)
+	entries, err := List(context.Background(), sts["s3"], scope, Trust{})
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("s3 holds %d backups (%v)", len(entries), err)
 	}
-	if err := Verify(context.Background(), sts["s3"], entries[0].Manifest, nil, false); err != nil {
+	if err := Verify(context.Background(), sts["s3"], &entries[0], VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Every destination failing fails the run, with their reasons.
@@ -329,8 +329,8 @@ func TestRetentionPerDestination(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ea, _ := List(context.Background(), a, scope)
-	eb, _ := List(context.Background(), b, scope)
+	ea, _ := List(context.Background(), a, scope, Trust{})
+	eb, _ := List(context.Background(), b, scope, Trust{})
 	if len(ea) != 1 || len(eb) != 3 || ea[0].Manifest.ID != eb[2].Manifest.ID {
 		t.Fatalf("a keeps %d, b keeps %d", len(ea), len(eb))
 	}
@@ -341,7 +341,7 @@ func TestRetentionPerDestination(t *testing.T) {
 		Destinations: []Destination{{Storage: b, Retention: &one}}}); err == nil {
 		t.Fatal("want failure")
 	}
-	if eb, _ := List(context.Background(), b, scope); len(eb) != 3 {
+	if eb, _ := List(context.Background(), b, scope, Trust{}); len(eb) != 3 {
 		t.Fatalf("a failed run changed the kept set: %d", len(eb))
 	}
 }
@@ -415,7 +415,7 @@ func TestSameSecond(t *testing.T) {
 				}
 				ids = append(ids, res.Manifest.ID)
 			}
-			entries, _ := List(ctx, st, scope)
+			entries, _ := List(ctx, st, scope, Trust{})
 			if len(entries) != 3 || ids[0] == ids[1] || ids[1] == ids[2] || ids[0] >= ids[1] || ids[1] >= ids[2] {
 				t.Fatalf("three runs in one second: IDs %v, %d listed", ids, len(entries))
 			}

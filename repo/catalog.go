@@ -2,6 +2,8 @@ package repo
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +20,26 @@ type Entry struct {
 	// Verification is the last verify's result, nil if never verified.
 	Verification *Verification
 	// Problem, if set, says why the backup cannot be used (an unreadable
-	// manifest); Manifest then holds only what the key tells.
+	// manifest, a missing or wrong signature); Manifest then holds only what
+	// the key tells.
 	Problem string
+	// Signed: the manifest's signature was checked and is good.
+	Signed bool
+	// ManifestSHA256 is the SHA-256 of the manifest's bytes.
+	ManifestSHA256 string
+	err            error // Problem's error: wraps ErrCorrupt or ErrUntrusted
+}
+
+// Err is why the backup cannot be used, or nil. It wraps ErrUntrusted for a
+// missing or wrong signature, else ErrCorrupt.
+func (e *Entry) Err() error {
+	if e.Problem == "" {
+		return nil
+	}
+	if e.err != nil {
+		return fmt.Errorf("backup %s cannot be used: %w", e.Manifest.ID, e.err)
+	}
+	return fmt.Errorf("%w: backup %s cannot be used: %s", ErrCorrupt, e.Manifest.ID, e.Problem)
 }
 
 // Listing is one backup as `remora list --json` shows it.
@@ -30,6 +50,7 @@ type Listing struct {
 	Size         int64         `json:"size"`
 	Databases    []string      `json:"databases"`
 	Verified     bool          `json:"verified"`
+	Signed       bool          `json:"signed"` // checked against a verify key, and good
 	Verification *Verification `json:"verification,omitempty"`
 	Problem      string        `json:"problem,omitempty"`
 	Manifest     *Manifest     `json:"manifest,omitempty"` // absent for a damaged backup
@@ -38,7 +59,7 @@ type Listing struct {
 // Listing summarises the entry.
 func (e Entry) Listing() Listing {
 	l := Listing{ID: e.Manifest.ID, Driver: e.Manifest.Driver, Time: e.Manifest.Started, Size: e.Manifest.Size(),
-		Databases: e.Manifest.Databases, Verification: e.Verification, Problem: e.Problem}
+		Databases: e.Manifest.Databases, Verification: e.Verification, Problem: e.Problem, Signed: e.Signed}
 	l.Verified = e.Verification != nil && e.Verification.OK
 	if e.Problem == "" {
 		l.Manifest = e.Manifest
@@ -57,8 +78,9 @@ const listWorkers = 8
 var ErrNotFound = errors.New("backup not found")
 
 // List finds the backups of a scope (every driver when scope.Driver is
-// empty), oldest first. Only directories with a manifest are backups.
-func List(ctx context.Context, st storage.Storage, scope Scope) ([]Entry, error) {
+// empty), oldest first. Only directories with a manifest are backups; one
+// whose manifest trust does not accept is listed with its Problem.
+func List(ctx context.Context, st storage.Storage, scope Scope, trust Trust) ([]Entry, error) {
 	if err := scope.Validate(); err != nil {
 		return nil, err
 	}
@@ -99,7 +121,7 @@ func List(ctx context.Context, st storage.Storage, scope Scope) ([]Entry, error)
 			defer wg.Done()
 			for i := range next {
 				d := dirs[i]
-				entries[i] = readEntry(ctx, st, scope, d.driver, d.id, d.verified)
+				entries[i] = readEntry(ctx, st, scope, trust, d.driver, d.id, d.verified)
 			}
 		}()
 	}
@@ -116,42 +138,61 @@ func List(ctx context.Context, st storage.Storage, scope Scope) ([]Entry, error)
 }
 
 // readEntry reads the manifest (and verification record, if there is one)
-// of backup id of driver in scope.
-func readEntry(ctx context.Context, st storage.Storage, scope Scope, driver, id string, verified bool) Entry {
+// of backup id of driver in scope, and checks them against trust.
+func readEntry(ctx context.Context, st storage.Storage, scope Scope, trust Trust, driver, id string, verified bool) Entry {
 	want := &Manifest{ID: id, Namespace: scope.Namespace, Workload: scope.Workload, Driver: driver}
 	e := Entry{Manifest: want}
-	m, err := readManifest(ctx, st, want.key(ManifestName))
+	raw, err := readAll(ctx, st, want.key(ManifestName), MaxManifestSize)
+	var m *Manifest
+	if err == nil {
+		m, err = decodeManifest(raw)
+	}
+	if err == nil {
+		e.ManifestSHA256 = sha256Hex(raw)
+		err = trust.checkManifest(raw)
+	}
 	switch {
+	case errors.Is(err, ErrUntrusted):
+		e.Problem, e.err = err.Error(), err
 	case err != nil:
 		e.Problem = err.Error()
 	case m.ID != id || m.Driver != driver || m.Namespace != want.Namespace || m.Workload != want.Workload:
 		e.Problem = fmt.Sprintf("the manifest describes %s/%s/%s/%s, not this directory", m.Namespace, m.Workload, m.Driver, m.ID)
 	default:
 		e.Manifest = m
+		e.Signed = trust.Checks() && m.Signature != nil
 	}
-	if verified {
-		var v Verification
-		if err := readJSON(ctx, st, want.key(VerifiedName), &v); err == nil {
-			e.Verification = &v
-		}
+	if verified && e.Problem == "" {
+		e.Verification = readVerification(ctx, st, trust, m, e.ManifestSHA256)
 	}
 	return e
 }
 
-func readManifest(ctx context.Context, st storage.Storage, key string) (*Manifest, error) {
-	b, err := readAll(ctx, st, key, MaxManifestSize)
+// readVerification reads the record verify left beside manifest m,
+// or nil if there is none that can be believed: one that names another
+// backup or another manifest (manifestSHA), or, when signatures are checked, one that is
+// not signed by a trusted key.
+func readVerification(ctx context.Context, st storage.Storage, trust Trust, m *Manifest, manifestSHA string) *Verification {
+	b, err := readAll(ctx, st, m.key(VerifiedName), 1<<20)
 	if err != nil {
-		return nil, err
+		return nil
 	}
-	return decodeManifest(b)
+	var v Verification
+	if json.Unmarshal(b, &v) != nil {
+		return nil
+	}
+	if v.Backup != "" && (v.Backup != m.Dir() || v.ManifestSHA256 != manifestSHA) {
+		return nil
+	}
+	if trust.Checks() && (v.Backup == "" || trust.check(verificationDomain, b) != nil) {
+		return nil
+	}
+	return &v
 }
 
-func readJSON(ctx context.Context, st storage.Storage, key string, v any) error {
-	b, err := readAll(ctx, st, key, 1<<20)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func readAll(ctx context.Context, st storage.Storage, key string, limit int64) ([]byte, error) {
@@ -180,12 +221,7 @@ type Selector struct {
 
 // Select picks one usable backup from entries (oldest first).
 func Select(entries []Entry, sel Selector) (*Entry, error) {
-	usable := func(e *Entry) error {
-		if e.Problem != "" {
-			return fmt.Errorf("backup %s cannot be used: %s", e.Manifest.ID, e.Problem)
-		}
-		return nil
-	}
+	usable := func(e *Entry) error { return e.Err() }
 	switch {
 	case sel.ID != "":
 		var match []*Entry

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"filippo.io/age"
@@ -78,8 +79,29 @@ func errNeedsIdentity(m *Manifest) error {
 	return fmt.Errorf("%w: backup %s is encrypted to %s: give the identity with --identity FILE or AGE_IDENTITY_FILE", ErrNoIdentity, m.ID, strings.Join(m.Encryption.Recipients, ", "))
 }
 
+// expect refuses a backup that the configured identities should read but
+// that is not encrypted to any of them: one stored in plaintext, or
+// encrypted to keys of someone else's choosing (the recipients are public).
+func (ids *Identities) expect(m *Manifest) error {
+	if ids == nil {
+		return nil
+	}
+	if m.Encryption == nil {
+		return fmt.Errorf("%w: backup %s is not encrypted, but an identity (%s) is given: a backup this identity should read must be encrypted to it (without --identity and AGE_IDENTITY_FILE, an unencrypted backup is read as it is)", ErrUntrusted, m.ID, ids.file)
+	}
+	for _, id := range ids.list {
+		if x, ok := id.(*age.X25519Identity); ok && slices.Contains(m.Encryption.Recipients, x.Recipient().String()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no identity in %s matches backup %s (it is encrypted to %s)", ErrNoIdentity, ids.file, m.ID, strings.Join(m.Encryption.Recipients, ", "))
+}
+
 // decrypter opens the stored stream of an encrypted backup.
 func decrypter(m *Manifest, ids *Identities, r io.Reader) (io.Reader, error) {
+	if err := ids.expect(m); err != nil {
+		return nil, err
+	}
 	if m.Encryption == nil {
 		return r, nil
 	}

@@ -33,6 +33,8 @@ type Manifest struct {
 	Databases       []string          `json:"databases"`
 	Objects         []ObjectRecord    `json:"objects"`
 	Warnings        []string          `json:"warnings,omitempty"`
+	// Signature is absent when no signing key was configured.
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // Encryption records who can decrypt a backup.
@@ -68,11 +70,16 @@ func (m *Manifest) Size() int64 {
 	return n
 }
 
-// Verification is what verify found, kept beside the manifest.
+// Verification is what verify found, kept beside the manifest. It names the
+// backup and the manifest it checked, so that a record copied from another
+// backup, or left from a manifest since replaced, is not believed.
 type Verification struct {
-	Time     time.Time `json:"time"`
-	OK       bool      `json:"ok"`
-	Problems []string  `json:"problems,omitempty"`
+	Time           time.Time  `json:"time"`
+	OK             bool       `json:"ok"`
+	Problems       []string   `json:"problems,omitempty"`
+	Backup         string     `json:"backup"`          // the backup's directory
+	ManifestSHA256 string     `json:"manifest_sha256"` // of the manifest's bytes
+	Signature      *Signature `json:"signature,omitempty"`
 }
 
 // decodeManifest reads and checks a manifest.

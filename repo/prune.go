@@ -21,6 +21,9 @@ type PruneOptions struct {
 	// Tolerance is how far in the future a backup may lie (a clock a little
 	// fast) before pruning stops; 0 means DefaultTolerance.
 	Tolerance time.Duration
+	// Trust decides which backups count: with keys, a backup whose
+	// signature is missing or wrong neither counts nor is deleted.
+	Trust Trust
 }
 
 // DefaultTolerance is how far ahead of the clock a backup may have started
@@ -47,7 +50,7 @@ func Prune(ctx context.Context, st storage.Storage, scope Scope, p *retention.Po
 	if o.Tolerance == 0 {
 		o.Tolerance = DefaultTolerance
 	}
-	entries, err := List(ctx, st, scope)
+	entries, err := List(ctx, st, scope, o.Trust)
 	if err != nil {
 		return nil, err
 	}

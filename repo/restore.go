@@ -41,6 +41,9 @@ func Restore(ctx context.Context, st storage.Storage, m *Manifest, drv drivers.D
 	if m.Encryption != nil && o.Identities == nil {
 		return errNeedsIdentity(m)
 	}
+	if err := o.Identities.expect(m); err != nil {
+		return err
+	}
 	var dbs, globals []ObjectRecord
 	for _, obj := range m.Objects {
 		switch obj.Kind {

@@ -27,7 +27,7 @@ func backupAt(t *testing.T, st storage.Storage, at time.Time, p *retention.Polic
 
 func ids(t *testing.T, st storage.Storage) []string {
 	t.Helper()
-	es, err := List(context.Background(), st, scope)
+	es, err := List(context.Background(), st, scope, Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestManifestSizeLimit(t *testing.T) {
 		t.Fatalf("test manifest of %d bytes", len(b))
 	}
 	st.Put(ctx, m.key(ManifestName), strings.NewReader(string(b)))
-	es, err := List(ctx, st, scope)
+	es, err := List(ctx, st, scope, Trust{})
 	if err != nil || len(es) != 1 || !strings.Contains(es[0].Problem, "larger than") {
 		t.Fatalf("list: %+v, %v; want the backup reported as damaged", es, err)
 	}

@@ -268,7 +268,7 @@ func (o *objectReader) explain(err error) error {
 		return o.checked.err
 	case o.checked.err != nil:
 		return fmt.Errorf("read %s: %w", o.rec.Key, o.checked.err)
-	case errors.Is(o.decodeErr, ErrNoIdentity):
+	case errors.Is(o.decodeErr, ErrNoIdentity), errors.Is(o.decodeErr, ErrUntrusted):
 		return o.decodeErr
 	case o.decodeErr != nil:
 		return fmt.Errorf("%w: %s matches its checksum but does not decrypt or decompress: %v", ErrCorrupt, o.rec.Key, o.decodeErr)

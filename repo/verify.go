@@ -16,17 +16,34 @@ import (
 // its manifest.
 var ErrCorrupt = errors.New("backup is corrupt")
 
-// Verify downloads every object of a backup and checks its size and SHA-256
-// against the manifest; they cover the stored bytes, so no key is needed. If
-// the backup is not encrypted, or ids can decrypt it, it also checks that every
-// object decrypts and decompresses to the recorded size. It records the result
-// beside the manifest (unless record is false) and returns an error wrapping
-// ErrCorrupt if anything does not match.
-func Verify(ctx context.Context, st storage.Storage, m *Manifest, ids *Identities, record bool) error {
+// VerifyOptions say how to verify.
+type VerifyOptions struct {
+	Identities *Identities // decrypt an encrypted backup, to check its contents too
+	// Record keeps the result beside the manifest, signed with Signer if
+	// one is given.
+	Record bool
+	Signer *SigningKey
+}
+
+// Verify downloads every object of a listed backup and checks its size and
+// SHA-256 against the manifest; they cover the stored bytes, so no key is
+// needed. If the backup is not encrypted, or the identities can decrypt it,
+// it also checks that every object decrypts and decompresses to the
+// recorded size. It returns an error wrapping ErrCorrupt if anything does
+// not match. Whether the manifest itself can be trusted is List's to say
+// (Entry.Err).
+func Verify(ctx context.Context, st storage.Storage, e *Entry, o VerifyOptions) error {
+	m := e.Manifest
+	if err := e.Err(); err != nil {
+		return err
+	}
+	if err := o.Identities.expect(m); err != nil {
+		return err
+	}
 	var bad []error
 	var problems []string // as the record keeps them
-	for _, o := range m.Objects {
-		if err := verifyObject(ctx, st, m, ids, o); err != nil {
+	for _, rec := range m.Objects {
+		if err := verifyObject(ctx, st, m, o.Identities, rec); err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				return err // could not check: no verdict
 			}
@@ -34,14 +51,29 @@ func Verify(ctx context.Context, st storage.Storage, m *Manifest, ids *Identitie
 			problems = append(problems, err.Error())
 		}
 	}
-	if record {
-		v := Verification{Time: time.Now().UTC(), OK: len(problems) == 0, Problems: problems}
-		b, _ := json.MarshalIndent(v, "", "  ")
-		if _, err := st.Put(ctx, m.key(VerifiedName), bytes.NewReader(b)); err != nil && len(problems) == 0 {
+	if o.Record {
+		v := Verification{Time: time.Now().UTC(), OK: len(problems) == 0, Problems: problems, Backup: m.Dir(), ManifestSHA256: e.ManifestSHA256}
+		if err := writeVerification(ctx, st, m, v, o.Signer); err != nil && len(problems) == 0 {
 			return fmt.Errorf("backup %s is good, but recording that failed: %w", m.ID, err)
 		}
 	}
 	return errors.Join(bad...)
+}
+
+// writeVerification stores the record beside the manifest, signed if a
+// signer is given.
+func writeVerification(ctx context.Context, st storage.Storage, m *Manifest, v Verification, signer *SigningKey) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if signer != nil {
+		if b, err = signer.sign(verificationDomain, b); err != nil {
+			return err
+		}
+	}
+	_, err = st.Put(ctx, m.key(VerifiedName), bytes.NewReader(b))
+	return err
 }
 
 func verifyObject(ctx context.Context, st storage.Storage, m *Manifest, ids *Identities, rec ObjectRecord) error {

@@ -50,7 +50,15 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 		return usage(err)
 	}
 	redact.Add(notifyCfg.Secrets()...)
+	signer, trust, err := a.c.keys()
+	if err != nil {
+		return err
+	}
+	if signer == nil {
+		log.Warn("backups are not signed: without a signing key (" + envSigningKey + " in the storage Secret, or --signing-key), anyone who can write to the storage can alter a backup unnoticed; make one with `remora keygen`")
+	}
 	ag, err := agent.New(agent.Config{
+		Signer: signer, Trust: trust,
 		Pod: os.Getenv(sidecar.EnvPodName), Notify: notifyCfg,
 		Namespace: a.c.namespace, Workload: a.c.workload, Driver: a.c.driver, DSN: a.c.dsn,
 		Storage: a.c.storage.values, Paths: drivers.ParseList(a.paths), DumpArgs: dumpArgs, Compression: a.compression,

@@ -97,7 +97,12 @@ func (b *backupCommand) options(ctx context.Context, log *slog.Logger) (repo.Bac
 	if err != nil {
 		return repo.BackupOptions{}, usage(err)
 	}
-	return repo.BackupOptions{Scope: b.c.scope(), Driver: drv, Destinations: dests, Compression: b.compression, Recipients: recipients, Logger: log}, nil
+	signer, trust, err := b.c.keys()
+	if err != nil {
+		return repo.BackupOptions{}, err
+	}
+	return repo.BackupOptions{Scope: b.c.scope(), Driver: drv, Destinations: dests, Compression: b.compression, Recipients: recipients,
+		Signer: signer, Trust: trust, Logger: log}, nil
 }
 
 // report prints what a backup stored, where, and what retention deleted.

@@ -27,8 +27,25 @@ type environment struct {
 
 // envName is the environment twin of a flag: --dump-args is REMORA_DUMP_ARGS.
 func envName(flagName string) string {
+	if name, ok := envNames[flagName]; ok {
+		return name
+	}
 	return "REMORA_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
+
+// envNames are the twins not named after their flag: a flag that takes a
+// file is twinned with NAME_FILE, so that NAME can carry the content itself
+// (as a Secret's key does).
+var envNames = map[string]string{
+	"signing-key": "REMORA_SIGNING_KEY_FILE",
+	"verify-key":  "REMORA_VERIFY_KEY_FILE",
+}
+
+// Variables that carry a key itself rather than its file.
+const (
+	envSigningKey = "REMORA_SIGNING_KEY"
+	envVerifyKey  = "REMORA_VERIFY_KEY"
+)
 
 // newFlagSet makes a flag set whose usage names the environment twins.
 func (e *environment) newFlagSet(name, synopsis string) *flag.FlagSet {
@@ -128,13 +145,15 @@ func (l *listFlag) Set(v string) error {
 
 // common are the flags every storage-using command takes.
 type common struct {
-	storage   listFlag
-	driver    string
-	dsn       string
-	namespace string
-	workload  string
-	logFormat string
-	logLevel  string
+	signingKey string // file
+	verifyKey  string // file
+	storage    listFlag
+	driver     string
+	dsn        string
+	namespace  string
+	workload   string
+	logFormat  string
+	logLevel   string
 }
 
 func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
@@ -153,6 +172,25 @@ func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
 	stringFlag(fs, &c.workload, "workload", host, "workload part of the storage layout: StatefulSet pod (db-0) or Deployment name")
 	stringFlag(fs, &c.logFormat, "log-format", "text", "log format: text or json")
 	stringFlag(fs, &c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	stringFlag(fs, &c.signingKey, "signing-key", "", "Ed25519 private key (PEM, from `remora keygen`) that signs manifests; its public half checks them ("+envSigningKey+" may hold the key itself)")
+	stringFlag(fs, &c.verifyKey, "verify-key", "", "Ed25519 public key(s) (PEM) that check signatures where the signing key is not at hand ("+envVerifyKey+" may hold the key itself)")
+}
+
+// keys loads the signing key and the verify keys; without any, signatures
+// are neither made nor checked.
+func (c *common) keys() (*repo.SigningKey, repo.Trust, error) {
+	signer, keys, err := repo.LoadKeys(c.signingKey, os.Getenv(envSigningKey), c.verifyKey, os.Getenv(envVerifyKey))
+	if err != nil {
+		return nil, repo.Trust{}, usage(err)
+	}
+	return signer, repo.Trust{Keys: keys}, nil
+}
+
+// warnUnchecked says, once, that without a key the storage is trusted.
+func warnUnchecked(log *slog.Logger, trust repo.Trust) {
+	if !trust.Checks() {
+		log.Warn("signatures are not checked: no --verify-key or --signing-key is set, so anyone who can write to the storage could have altered these backups")
+	}
 }
 
 // credentials completes the DSN with REMORA_DB_USER and REMORA_DB_PASSWORD
@@ -219,6 +257,12 @@ func identityFlag(fs *flag.FlagSet, p *string) {
 	stringFlag(fs, p, "identity", os.Getenv("AGE_IDENTITY_FILE"), "age identity file that decrypts encrypted backups (also AGE_IDENTITY_FILE)")
 }
 
+// allowUnsignedFlag defines --allow-unsigned, with no environment twin: an
+// environment must not turn the check off.
+func allowUnsignedFlag(fs *flag.FlagSet, p *bool) {
+	choiceBool(fs, p, "allow-unsigned", "accept a backup that carries no signature (one made before signing was set up); a wrong signature is never accepted")
+}
+
 func (c *common) scope() repo.Scope {
 	return repo.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver}
 }
@@ -242,14 +286,14 @@ func (c *common) openStorage(ctx context.Context, e *environment, log *slog.Logg
 
 // list finds the backups of the scope, checking the storage first so that a
 // wrong bucket or key is reported as such rather than as "no backups".
-func (c *common) list(ctx context.Context, st storage.Storage) ([]repo.Entry, error) {
+func (c *common) list(ctx context.Context, st storage.Storage, trust repo.Trust) ([]repo.Entry, error) {
 	if err := c.scope().Validate(); err != nil {
 		return nil, usage(err)
 	}
 	if err := st.Check(ctx); err != nil {
 		return nil, err
 	}
-	return repo.List(ctx, st, c.scope())
+	return repo.List(ctx, st, c.scope(), trust)
 }
 
 // parseTime reads --before: RFC 3339, a backup ID, or a date and time in UTC

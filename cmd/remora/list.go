@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -32,11 +33,15 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	_, trust, err := l.c.keys()
+	if err != nil {
+		return err
+	}
 	st, err := l.c.openStorage(ctx, l.env, log)
 	if err != nil {
 		return err
 	}
-	entries, err := l.c.list(ctx, st)
+	entries, err := l.c.list(ctx, st, trust)
 	if err != nil {
 		return err
 	}
@@ -54,17 +59,36 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(l.env.stdout, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDRIVER\tTIME (UTC)\tDURATION\tSIZE\tDATABASES\tVERIFIED")
+	fmt.Fprintln(tw, "ID\tDRIVER\tTIME (UTC)\tDURATION\tSIZE\tDATABASES\tSIGNED\tVERIFIED")
 	for _, e := range entries {
 		m := e.Manifest
 		if e.Problem != "" {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\tDAMAGED: %s\n", m.ID, m.Driver, e.Problem)
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t%s: %s\n", m.ID, m.Driver, damage(&e), e.Problem)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Driver, m.Started.Format("2006-01-02 15:04:05"),
-			(time.Duration(m.DurationSeconds*10) * time.Second / 10).String(), humanBytes(m.Size()), strings.Join(m.Databases, ","), verified(e.Verification))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Driver, m.Started.Format("2006-01-02 15:04:05"),
+			(time.Duration(m.DurationSeconds*10) * time.Second / 10).String(), humanBytes(m.Size()), strings.Join(m.Databases, ","),
+			signed(&e, trust), verified(e.Verification))
 	}
 	return tw.Flush()
+}
+
+// damage names what is wrong with an unusable backup.
+func damage(e *repo.Entry) string {
+	if errors.Is(e.Err(), repo.ErrUntrusted) {
+		return "UNTRUSTED"
+	}
+	return "DAMAGED"
+}
+
+func signed(e *repo.Entry, trust repo.Trust) string {
+	switch {
+	case !trust.Checks():
+		return "unchecked"
+	case e.Signed:
+		return "yes"
+	}
+	return "no" // accepted by --allow-unsigned
 }
 
 func verified(v *repo.Verification) string {

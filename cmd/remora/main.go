@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	_ "remora.dev/remora/drivers/files"
@@ -30,7 +31,7 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // the command failed
 	exitUsage   = 2 // bad command line
-	exitCorrupt = 3 // stored data does not match its manifest
+	exitCorrupt = 3 // stored data does not match its manifest, or its signature is missing or wrong
 )
 
 const usageText = `remora backs up PostgreSQL, MySQL/MariaDB, Redis and files to S3-compatible storage or a local volume.
@@ -42,13 +43,15 @@ Usage:
   remora list     [--json]            list backups
   remora verify   [ID|--all]          download backups and check every checksum
   remora restore  ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes]
+  remora keygen   --out FILE          make the key pair that signs and checks backups
   remora webhook  [flags]             the admission webhook that injects the sidecar
   remora version                      print the version
 
 Every command takes --help. Every flag has an environment twin: --dsn is
 REMORA_DSN, --storage is REMORA_STORAGE, and so on.
 
-Exit status: 0 success, 1 failure, 2 bad usage, 3 a backup failed its checksums.
+Exit status: 0 success, 1 failure, 2 bad usage, 3 a backup failed its checksums
+or its signature.
 `
 
 func main() {
@@ -102,6 +105,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Mask the secrets the environment holds before anything is printed.
 	redact.AddURLPassword(os.Getenv(sidecar.EnvDSN))
+	// A private key in the environment, whole and line by line.
+	redact.Add(os.Getenv(envSigningKey))
+	for _, line := range strings.Fields(os.Getenv(envSigningKey)) {
+		if len(line) >= 20 {
+			redact.Add(line)
+		}
+	}
 	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv(sidecar.EnvDBPassword), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"),
 		os.Getenv("REMORA_SMTP_PASSWORD"), os.Getenv("REMORA_NOTIFY_WEBHOOK_URL"))
 	env := &environment{stdout: stdout, stderr: stderr}
@@ -122,6 +132,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 var commands = map[string]func(*environment) command{
 	"agent":   func(e *environment) command { return &agentCommand{env: e} },
 	"backup":  func(e *environment) command { return &backupCommand{env: e} },
+	"keygen":  func(e *environment) command { return &keygenCommand{env: e} },
 	"list":    func(e *environment) command { return &listCommand{env: e} },
 	"restore": func(e *environment) command { return &restoreCommand{env: e} },
 	"status":  func(e *environment) command { return &statusCommand{env: e} },
@@ -156,7 +167,7 @@ func report(err error, stderr io.Writer) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.Is(err, repo.ErrCorrupt):
+	case errors.Is(err, repo.ErrCorrupt), errors.Is(err, repo.ErrUntrusted):
 		return exitCorrupt
 	}
 	return exitFailed

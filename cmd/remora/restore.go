@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
@@ -21,7 +22,9 @@ type restoreCommand struct {
 	yes       bool
 	noGlobals bool
 	identity  string
-	socket    string
+	// allowUnsigned accepts a backup without a signature.
+	allowUnsigned bool
+	socket        string
 }
 
 func (r *restoreCommand) Run(ctx context.Context, args []string) error {
@@ -34,6 +37,7 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	choiceBool(fs, &r.yes, "yes", "allow overwriting existing databases and roles")
 	choiceBool(fs, &r.noGlobals, "no-globals", "in a full restore, leave roles and tablespaces alone")
 	identityFlag(fs, &r.identity)
+	allowUnsignedFlag(fs, &r.allowUnsigned)
 	stringFlag(fs, &r.socket, "socket", sidecar.SocketPath, "the agent's control socket; a restore never runs while the agent backs up")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -57,11 +61,17 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return usage(err)
 	}
+	_, trust, err := r.c.keys()
+	if err != nil {
+		return err
+	}
+	trust.AllowUnsigned = r.allowUnsigned
+	warnUnchecked(log, trust)
 	st, err := r.c.openStorage(ctx, r.env, log)
 	if err != nil {
 		return err
 	}
-	entries, err := r.c.list(ctx, st)
+	entries, err := r.c.list(ctx, st, trust)
 	if err != nil {
 		return err
 	}
@@ -69,6 +79,7 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnSkipped(log, entries, e)
 	m := e.Manifest
 	if e.Verification != nil && !e.Verification.OK {
 		return fmt.Errorf("%w: backup %s failed its last verification: %v", repo.ErrCorrupt, m.ID, e.Verification.Problems)
@@ -85,6 +96,16 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(r.env.stdout, "restored backup %s\n", m.ID)
 	return nil
+}
+
+// warnSkipped names the newer backups that a restore by time passed over
+// because they cannot be used (damaged, or not signed by a trusted key).
+func warnSkipped(log *slog.Logger, entries []repo.Entry, chosen *repo.Entry) {
+	for _, e := range entries {
+		if e.Manifest.ID > chosen.Manifest.ID && e.Problem != "" {
+			log.Warn("passed over a newer backup that cannot be used", "id", e.Manifest.ID, "problem", e.Problem)
+		}
+	}
 }
 
 // selector reads which backup to restore: one ID, --latest or --before.

@@ -9,10 +9,11 @@ import (
 )
 
 type verifyCommand struct {
-	env      *environment
-	c        common
-	all      bool
-	identity string
+	env           *environment
+	c             common
+	all           bool
+	allowUnsigned bool
+	identity      string
 }
 
 func (v *verifyCommand) Run(ctx context.Context, args []string) error {
@@ -20,6 +21,7 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	v.c.addFlags(fs, false)
 	choiceBool(fs, &v.all, "all", "verify every backup")
 	identityFlag(fs, &v.identity)
+	allowUnsignedFlag(fs, &v.allowUnsigned)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -36,11 +38,17 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return usage(err)
 	}
+	signer, trust, err := v.c.keys()
+	if err != nil {
+		return err
+	}
+	trust.AllowUnsigned = v.allowUnsigned
+	warnUnchecked(log, trust)
 	st, err := v.c.openStorage(ctx, v.env, log)
 	if err != nil {
 		return err
 	}
-	entries, err := v.c.list(ctx, st)
+	entries, err := v.c.list(ctx, st, trust)
 	if err != nil {
 		return err
 	}
@@ -61,14 +69,17 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 		}
 		todo = append(todo, e)
 	}
+	// A record nobody can believe is not worth writing: with verify keys
+	// only, an unsigned one would be ignored.
+	opts := repo.VerifyOptions{Identities: ids, Record: signer != nil || !trust.Checks(), Signer: signer}
 	var bad []error
 	for _, e := range todo {
-		if e.Problem != "" {
-			fmt.Fprintf(v.env.stdout, "%s  DAMAGED  %s\n", e.Manifest.ID, e.Problem)
-			bad = append(bad, fmt.Errorf("%w: backup %s: %s", repo.ErrCorrupt, e.Manifest.ID, e.Problem))
+		if err := e.Err(); err != nil {
+			fmt.Fprintf(v.env.stdout, "%s  %s  %s\n", e.Manifest.ID, damage(e), e.Problem)
+			bad = append(bad, err)
 			continue
 		}
-		err := repo.Verify(ctx, st, e.Manifest, ids, true)
+		err := repo.Verify(ctx, st, e, opts)
 		switch {
 		case err == nil:
 			how := ""
@@ -76,6 +87,9 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 				how = " (checksums only: encrypted, no --identity to check the contents)"
 			}
 			fmt.Fprintf(v.env.stdout, "%s  OK  %d objects, %s%s\n", e.Manifest.ID, len(e.Manifest.Objects), humanBytes(e.Manifest.Size()), how)
+		case errors.Is(err, repo.ErrUntrusted):
+			fmt.Fprintf(v.env.stdout, "%s  UNTRUSTED  %s\n", e.Manifest.ID, oneLine(err.Error()))
+			bad = append(bad, fmt.Errorf("backup %s: %w", e.Manifest.ID, err))
 		case errors.Is(err, repo.ErrCorrupt):
 			fmt.Fprintf(v.env.stdout, "%s  CORRUPT  %s\n", e.Manifest.ID, oneLine(err.Error()))
 			bad = append(bad, fmt.Errorf("backup %s: %w", e.Manifest.ID, err))
