@@ -22,6 +22,7 @@ import (
 	"remora.dev/remora/control"
 	"remora.dev/remora/internal/watch"
 	"remora.dev/remora/repo"
+	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/spec"
 )
 
@@ -38,13 +39,15 @@ type Config struct {
 	Recipients          *repo.Recipients
 	Signer              *repo.SigningKey // signs every manifest; nil: unsigned
 	Trust               repo.Trust       // which backups retention counts
-	AnnotationsFile     string
-	Socket              string
-	MetricsAddr         string // empty: no metrics server
-	Pod                 string
-	Notify              notify.Config
-	Logger              *slog.Logger
-	Clock               Clock // nil: the real clock
+	// RetentionFloor is kept whatever the annotations' retention says.
+	RetentionFloor  *retention.Policy
+	AnnotationsFile string
+	Socket          string
+	MetricsAddr     string // empty: no metrics server
+	Pod             string
+	Notify          notify.Config
+	Logger          *slog.Logger
+	Clock           Clock // nil: the real clock
 }
 
 // PollInterval is how often the annotations file is read again, besides

@@ -170,7 +170,7 @@ func (a *Agent) backup(ctx context.Context, r *run) error {
 	}
 	res, err := repo.Backup(ctx, repo.BackupOptions{
 		Scope: a.scope(s), Driver: drv, Destinations: dests, Compression: compression, Recipients: a.cfg.Recipients,
-		Signer: a.cfg.Signer, Trust: a.cfg.Trust, Logger: a.log, Progress: r.progress, Now: a.clock.Now,
+		Signer: a.cfg.Signer, Trust: a.cfg.Trust, RetentionFloor: a.cfg.RetentionFloor, Logger: a.log, Progress: r.progress, Now: a.clock.Now,
 	})
 	if res != nil {
 		out := &r.result

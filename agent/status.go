@@ -22,6 +22,12 @@ func (a *Agent) Status() control.Status {
 		Schedule: a.spec.Schedule.String(), ScheduleExpanded: a.spec.Schedule.Expanded(), NextRun: a.next,
 		Retention: a.spec.Retention.String(), LastSuccess: a.lastOK, SkippedRuns: a.skipped,
 	}
+	if f := a.cfg.RetentionFloor; f != nil {
+		s.RetentionFloor = f.String()
+	}
+	if k := a.cfg.Signer; k != nil {
+		s.SigningKey = k.Verify.ID
+	}
 	for _, d := range a.cfg.Storage {
 		u, _, _ := repo.SplitDestination(d)
 		s.Storage = append(s.Storage, u)

@@ -12,19 +12,24 @@ import (
 
 // Status is what `remora status` shows.
 type Status struct {
-	Namespace        string         `json:"namespace"`
-	Workload         string         `json:"workload"`
-	Driver           string         `json:"driver"`
-	Schedule         string         `json:"schedule"`
-	ScheduleExpanded string         `json:"schedule_expanded"`
-	NextRun          time.Time      `json:"next_run"`
-	Retention        string         `json:"retention"`
-	Storage          []string       `json:"storage"`
-	ConfigError      string         `json:"config_error,omitempty"`
-	Running          *RunningStatus `json:"running,omitempty"`
-	Last             *RunResult     `json:"last,omitempty"`
-	LastSuccess      time.Time      `json:"last_success,omitzero"`
-	SkippedRuns      int            `json:"skipped_runs"`
+	Namespace        string    `json:"namespace"`
+	Workload         string    `json:"workload"`
+	Driver           string    `json:"driver"`
+	Schedule         string    `json:"schedule"`
+	ScheduleExpanded string    `json:"schedule_expanded"`
+	NextRun          time.Time `json:"next_run"`
+	Retention        string    `json:"retention"`
+	// RetentionFloor is what retention keeps whatever Retention says (the
+	// storage Secret's REMORA_RETENTION_MIN); empty: none.
+	RetentionFloor string `json:"retention_floor,omitempty"`
+	// SigningKey is the ID of the key that signs manifests; empty: unsigned.
+	SigningKey  string         `json:"signing_key,omitempty"`
+	Storage     []string       `json:"storage"`
+	ConfigError string         `json:"config_error,omitempty"`
+	Running     *RunningStatus `json:"running,omitempty"`
+	Last        *RunResult     `json:"last,omitempty"`
+	LastSuccess time.Time      `json:"last_success,omitzero"`
+	SkippedRuns int            `json:"skipped_runs"`
 }
 
 // Progress is a running backup's progress.

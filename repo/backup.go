@@ -15,6 +15,7 @@ import (
 
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/version"
+	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/storage"
 )
 
@@ -29,8 +30,10 @@ type BackupOptions struct {
 	Signer *SigningKey
 	// Trust decides which backups retention counts (see PruneOptions);
 	// with none given, the signer's own key.
-	Trust  Trust
-	Logger *slog.Logger
+	Trust Trust
+	// RetentionFloor is kept in every destination whatever its policy.
+	RetentionFloor *retention.Policy
+	Logger         *slog.Logger
 	// Progress, if set, follows the run: the object being dumped and the
 	// bytes read from the dump tool and written to storage.
 	Progress *Progress
@@ -293,7 +296,7 @@ func (b *backup) commitAll(ctx context.Context) (*Result, error) {
 		res.Stored = append(res.Stored, d.Storage)
 		// Retention, and the sweep of what killed runs left, whatever the
 		// policy (nil keeps every backup).
-		deleted, err := Prune(ctx, d.Storage, b.Scope, d.Retention, PruneOptions{Now: b.now(), Logger: b.log, Written: b.m.ID, Trust: b.Trust})
+		deleted, err := Prune(ctx, d.Storage, b.Scope, d.Retention, PruneOptions{Now: b.now(), Logger: b.log, Written: b.m.ID, Trust: b.Trust, Floor: b.RetentionFloor})
 		if err != nil {
 			b.log.Error("retention failed", "storage", d.Storage.String(), "error", err)
 			res.PruneErrors = append(res.PruneErrors, err)

@@ -24,6 +24,9 @@ type PruneOptions struct {
 	// Trust decides which backups count: with keys, a backup whose
 	// signature is missing or wrong neither counts nor is deleted.
 	Trust Trust
+	// Floor, if set, keeps what it would keep whatever the policy says (the
+	// storage Secret's REMORA_RETENTION_MIN: no annotation goes below it).
+	Floor *retention.Policy
 }
 
 // DefaultTolerance is how far ahead of the clock a backup may have started
@@ -100,9 +103,15 @@ func deleteUnkept(ctx context.Context, st storage.Storage, good []Entry, p reten
 	for i, e := range good {
 		times[i] = e.Manifest.Started
 	}
+	keeps := p.Keep(times, o.Now)
+	if o.Floor != nil {
+		for i, k := range o.Floor.Keep(times, o.Now) {
+			keeps[i] = keeps[i] || k
+		}
+	}
 	var deleted []string
 	var errs []error
-	for i, keep := range p.Keep(times, o.Now) {
+	for i, keep := range keeps {
 		m := good[i].Manifest
 		if keep || m.ID == o.Written {
 			continue

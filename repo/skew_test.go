@@ -128,3 +128,26 @@ func TestManifestSizeLimit(t *testing.T) {
 		t.Fatalf("list: %+v, %v; want the backup reported as damaged", es, err)
 	}
 }
+
+// TestRetentionFloor: a floor (the storage Secret's REMORA_RETENTION_MIN)
+// keeps what it keeps whatever the policy: last=1 set by an annotation
+// cannot wipe the week the floor protects.
+func TestRetentionFloor(t *testing.T) {
+	st := file.New(t.TempDir())
+	now := time.Now().UTC().Truncate(time.Second)
+	for d := 9; d >= 0; d-- {
+		backupAt(t, st, now.Add(-time.Duration(d)*24*time.Hour), nil)
+	}
+	floor := &retention.Policy{Days: 7}
+	deleted, err := Prune(context.Background(), st, scope, &retention.Policy{Last: 1}, PruneOptions{Now: now, Floor: floor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(t, st); len(got) != 7 || len(deleted) != 3 {
+		t.Fatalf("left %d backups (%v), deleted %v; want the 7 of the floor's days", len(got), got, deleted)
+	}
+	// Without a policy (keep all), the floor deletes nothing.
+	if deleted, _ := Prune(context.Background(), st, scope, nil, PruneOptions{Now: now.Add(30 * 24 * time.Hour), Floor: floor}); len(deleted) != 0 {
+		t.Fatalf("a floor alone deleted %v", deleted)
+	}
+}

@@ -57,8 +57,12 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 	if signer == nil {
 		log.Warn("backups are not signed: without a signing key (" + envSigningKey + " in the storage Secret, or --signing-key), anyone who can write to the storage can alter a backup unnoticed; make one with `remora keygen`")
 	}
+	floor, err := retentionFloor()
+	if err != nil {
+		return err
+	}
 	ag, err := agent.New(agent.Config{
-		Signer: signer, Trust: trust,
+		Signer: signer, Trust: trust, RetentionFloor: floor,
 		Pod: os.Getenv(sidecar.EnvPodName), Notify: notifyCfg,
 		Namespace: a.c.namespace, Workload: a.c.workload, Driver: a.c.driver, DSN: a.c.dsn,
 		Storage: a.c.storage.values, Paths: drivers.ParseList(a.paths), DumpArgs: dumpArgs, Compression: a.compression,

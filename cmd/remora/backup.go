@@ -101,8 +101,12 @@ func (b *backupCommand) options(ctx context.Context, log *slog.Logger) (repo.Bac
 	if err != nil {
 		return repo.BackupOptions{}, err
 	}
+	floor, err := retentionFloor()
+	if err != nil {
+		return repo.BackupOptions{}, err
+	}
 	return repo.BackupOptions{Scope: b.c.scope(), Driver: drv, Destinations: dests, Compression: b.compression, Recipients: recipients,
-		Signer: signer, Trust: trust, Logger: log}, nil
+		Signer: signer, Trust: trust, RetentionFloor: floor, Logger: log}, nil
 }
 
 // report prints what a backup stored, where, and what retention deleted.

@@ -16,6 +16,7 @@ import (
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/repo"
+	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/sidecar"
 	"remora.dev/remora/storage"
 )
@@ -46,6 +47,24 @@ const (
 	envSigningKey = "REMORA_SIGNING_KEY"
 	envVerifyKey  = "REMORA_VERIFY_KEY"
 )
+
+// envRetentionMin is the retention floor. It has no flag: it comes from the
+// storage Secret, and nothing a pod's author or a command line sets can go
+// below it.
+const envRetentionMin = "REMORA_RETENTION_MIN"
+
+// retentionFloor reads REMORA_RETENTION_MIN; nil if unset.
+func retentionFloor() (*retention.Policy, error) {
+	v := strings.TrimSpace(os.Getenv(envRetentionMin))
+	if v == "" {
+		return nil, nil
+	}
+	p, err := retention.Parse(v)
+	if err != nil {
+		return nil, usagef("%s: %w", envRetentionMin, err)
+	}
+	return &p, nil
+}
 
 // newFlagSet makes a flag set whose usage names the environment twins.
 func (e *environment) newFlagSet(name, synopsis string) *flag.FlagSet {

@@ -46,7 +46,16 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(w, "schedule      %s, UTC\n", sched)
 	fmt.Fprintf(w, "next run      %s (in %s)\n", st.NextRun.UTC().Format("2006-01-02 15:04:05"), st.NextRun.Sub(now).Round(time.Second))
-	fmt.Fprintf(w, "retention     %s\n", st.Retention)
+	retention := st.Retention
+	if st.RetentionFloor != "" {
+		retention += " (never less than " + st.RetentionFloor + ": the storage Secret's REMORA_RETENTION_MIN)"
+	}
+	fmt.Fprintf(w, "retention     %s\n", retention)
+	signing := "off: backups are not signed (see remora keygen)"
+	if st.SigningKey != "" {
+		signing = "manifests are signed with key " + st.SigningKey
+	}
+	fmt.Fprintf(w, "signing       %s\n", signing)
 	fmt.Fprintf(w, "storage       %s\n", strings.Join(st.Storage, ", "))
 	if st.ConfigError != "" {
 		fmt.Fprintf(w, "CONFIG ERROR  %s (the last good configuration is in force)\n", oneLine(st.ConfigError))
