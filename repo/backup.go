@@ -3,10 +3,13 @@ package repo
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -114,6 +117,7 @@ type backup struct {
 	m     *Manifest
 	chain writeChain
 	ext   string // of every object's key: compression, then encryption
+	claim string // the name of this run's claim in the backup's directory
 }
 
 // Backup takes one backup: it checks every destination, asks the driver for
@@ -203,34 +207,83 @@ func (b *backup) start(plan *drivers.Plan) {
 	}
 }
 
-// claimID makes sure no destination holds objects under the backup's ID.
-// IDs are to the second: a backup that starts in the same second as the one
-// before it (asked for right after a scheduled one) takes the next second.
+// claimID takes an ID that no other writer holds in any destination. IDs
+// are to the second, and writers with no lock between them (two machines on
+// the same cron minute, or a run asked for right after a scheduled one) can
+// start in the same second: each writes a claim of its own into the
+// backup's directory and then lists it; a writer that sees anything but its
+// own claim withdraws and tries a later second. Listings are consistent
+// after writes (file systems, S3 since 2020), so of two writers at most the
+// one that listed first sees itself alone; if both see each other, both
+// withdraw, and a random pause sets them apart.
 func (b *backup) claimID(ctx context.Context) error {
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	claimName := claimPrefix + hex.EncodeToString(nonce[:])
 	for try := 1; ; try++ {
-		used := false
+		conflict := false
 		for _, d := range live(b.dests) {
-			if err := mustBeUnused(ctx, d.Storage, b.m.Dir()); errors.Is(err, errDirUsed) && try < 4 {
-				used = true
-			} else if err != nil {
+			err := claim(ctx, d, b.m.Dir(), claimName)
+			switch {
+			case errors.Is(err, errDirUsed):
+				conflict = true
+			case err != nil:
 				d.err = err
 			}
 		}
-		if !used {
+		if !conflict {
+			b.claim = claimName
 			return allFailed(b.dests)
 		}
+		b.cleanupAll(ctx)
+		if try == maxClaimTries {
+			return fmt.Errorf("backup: no free ID after %d tries: other backups of %s keep starting at the same time", try, b.Scope.Prefix())
+		}
 		next := b.m.Started.Truncate(time.Second).Add(time.Second)
+		pause := time.Until(next) + time.Duration(mrand.Int64N(int64(500*time.Millisecond)))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Until(next)):
+		case <-time.After(pause):
 		}
 		start := b.now().UTC()
 		if start.Before(next) {
 			start = next
 		}
 		b.m.ID, b.m.Started = start.Format(IDFormat), start
+		for _, d := range b.dests {
+			d.written = nil
+		}
 	}
+}
+
+// maxClaimTries bounds the seconds a run tries before giving up.
+const maxClaimTries = 20
+
+// claimPrefix starts the name of a writer's claim on a backup directory.
+const claimPrefix = ".claim-"
+
+// claim writes the claim name into dir and checks that dir holds nothing
+// else; errDirUsed if it does (the claim is then in d.written, for cleanup).
+func claim(ctx context.Context, d *dest, dir, name string) error {
+	if err := mustBeUnused(ctx, d.Storage, dir); err != nil {
+		return err
+	}
+	d.written = append(d.written, dir+name)
+	if _, err := d.Storage.Put(ctx, dir+name, bytes.NewReader(nil)); err != nil {
+		return fmt.Errorf("backup: claim %s: %w", dir, err)
+	}
+	errOther := errors.New("another writer")
+	err := d.Storage.List(ctx, dir, func(o storage.Object) error {
+		if o.Key != dir+name {
+			return errOther
+		}
+		return nil
+	})
+	if errors.Is(err, errOther) {
+		return fmt.Errorf("backup: another run claimed %s at the same time: %w", dir, errDirUsed)
+	}
+	return err
 }
 
 // warn keeps the dump's warnings in the manifest (up to maxWarnings) and logs
@@ -286,6 +339,12 @@ func (b *backup) commitAll(ctx context.Context) (*Result, error) {
 	res := &Result{Manifest: b.m, Pruned: map[string][]string{}}
 	for _, d := range live(b.dests) {
 		d.err = commit(ctx, d, b.m, manifest)
+		if d.err == nil {
+			// The manifest holds the directory now; the claim has done its work.
+			if err := d.Storage.Delete(ctx, b.m.key(b.claim)); err != nil {
+				b.log.Warn("could not remove the run's claim", "storage", d.Storage.String(), "key", b.m.key(b.claim), "error", err)
+			}
+		}
 	}
 	for _, d := range b.dests {
 		if d.err != nil {

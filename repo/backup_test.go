@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -418,6 +419,65 @@ func TestSameSecond(t *testing.T) {
 			entries, _ := List(ctx, st, scope, Trust{})
 			if len(entries) != 3 || ids[0] == ids[1] || ids[1] == ids[2] || ids[0] >= ids[1] || ids[1] >= ids[2] {
 				t.Fatalf("three runs in one second: IDs %v, %d listed", ids, len(entries))
+			}
+		})
+	}
+}
+
+// TestTwoWritersOneSecond: runs on different machines (no pod lock between
+// them) that start in the same second against the same prefix each claim
+// their own ID; every run that says it succeeded left a backup that
+// verifies, and none deleted another's objects.
+func TestTwoWritersOneSecond(t *testing.T) {
+	for name, st := range storages(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			start := time.Now().UTC().Truncate(time.Second).Add(100 * time.Millisecond)
+			const writers = 4
+			results := make(chan *Result, writers)
+			var wg sync.WaitGroup
+			for range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					// Every writer's clock starts at the same instant.
+					var mu sync.Mutex
+					first := true
+					now := func() time.Time {
+						mu.Lock()
+						defer mu.Unlock()
+						if first {
+							first = false
+							return start
+						}
+						return time.Now().UTC()
+					}
+					src := &source{sizes: map[string]int{"db": 300 << 10}}
+					res, err := Backup(ctx, BackupOptions{Scope: scope, Driver: src, Now: now, Destinations: []Destination{{Storage: st}}})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					results <- res
+				}()
+			}
+			wg.Wait()
+			close(results)
+			seen := map[string]bool{}
+			for res := range results {
+				if seen[res.Manifest.ID] {
+					t.Errorf("two runs reported backup %s", res.Manifest.ID)
+				}
+				seen[res.Manifest.ID] = true
+			}
+			entries, err := List(ctx, st, scope, Trust{})
+			if err != nil || len(entries) != writers {
+				t.Fatalf("%d backups listed (%v), want %d", len(entries), err, writers)
+			}
+			for i := range entries {
+				if err := Verify(ctx, st, &entries[i], VerifyOptions{}); err != nil {
+					t.Errorf("backup %s: %v", entries[i].Manifest.ID, err)
+				}
 			}
 		})
 	}
