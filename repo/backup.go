@@ -270,9 +270,7 @@ func claim(ctx context.Context, d *dest, dir, name string) error {
 		return err
 	}
 	d.written = append(d.written, dir+name)
-	if _, err := d.Storage.Put(ctx, dir+name, bytes.NewReader(nil)); err != nil {
-		return fmt.Errorf("backup: claim %s: %w", dir, err)
-	}
+	_, putErr := d.Storage.Put(ctx, dir+name, bytes.NewReader(nil))
 	errOther := errors.New("another writer")
 	err := d.Storage.List(ctx, dir, func(o storage.Object) error {
 		if o.Key != dir+name {
@@ -280,8 +278,13 @@ func claim(ctx context.Context, d *dest, dir, name string) error {
 		}
 		return nil
 	})
-	if errors.Is(err, errOther) {
+	switch {
+	case errors.Is(err, errOther):
+		// Some storages also fail the claim itself while another writer
+		// changes the directory; either way the ID is not ours.
 		return fmt.Errorf("backup: another run claimed %s at the same time: %w", dir, errDirUsed)
+	case putErr != nil:
+		return fmt.Errorf("backup: claim %s: %w", dir, putErr)
 	}
 	return err
 }

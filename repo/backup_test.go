@@ -380,7 +380,7 @@ func TestSweepLeftovers(t *testing.T) {
 				t.Fatalf("fresh leftovers were removed: %v", keys)
 			}
 			// Two days later: the leftovers go, the backup stays.
-			if _, err := Prune(ctx, st, scope, &retention.Policy{Last: 100}, PruneOptions{Now: time.Now().Add(48 * time.Hour)}); err != nil {
+			if _, err := Prune(ctx, st, scope, &retention.Policy{Last: 100}, PruneOptions{Now: time.Now().Add(48 * time.Hour), StorageNow: time.Now().Add(48 * time.Hour)}); err != nil {
 				t.Fatal(err)
 			}
 			keys := allKeys(t, st)

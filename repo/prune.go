@@ -24,6 +24,10 @@ type PruneOptions struct {
 	// Trust decides which backups count: with keys, a backup whose
 	// signature is missing or wrong neither counts nor is deleted.
 	Trust Trust
+	// StorageNow is the storage's own time, against which the sweep measures
+	// the age of what interrupted runs left (the storage stamps them). Zero:
+	// ask the storage if it can tell (storage.Clock), else Now.
+	StorageNow time.Time
 	// Floor, if set, keeps what it would keep whatever the policy says (the
 	// storage Secret's REMORA_RETENTION_MIN: no annotation goes below it).
 	Floor *retention.Policy
@@ -66,7 +70,7 @@ func Prune(ctx context.Context, st storage.Storage, scope Scope, p *retention.Po
 	if p != nil {
 		deleted, errs = deleteUnkept(ctx, st, good, *p, o, log)
 	}
-	if n, err := sweep(ctx, st, scope, o.Now); err != nil {
+	if n, err := sweep(ctx, st, scope, o); err != nil {
 		errs = append(errs, err)
 	} else if n > 0 {
 		log.Info("removed what interrupted backups left", "count", n, "storage", st.String())
@@ -133,7 +137,20 @@ const LeftoverAge = 24 * time.Hour
 // sweep removes what interrupted backups of the scope left: directories
 // without a manifest whose ID and newest object are older than LeftoverAge,
 // and the storage's own leftovers (temporary files, unfinished uploads).
-func sweep(ctx context.Context, st storage.Storage, scope Scope, now time.Time) (int, error) {
+// Ages are measured by the storage's clock, which stamped them: a local
+// clock running fast must not sweep a backup being written right now.
+func sweep(ctx context.Context, st storage.Storage, scope Scope, o PruneOptions) (int, error) {
+	now := o.StorageNow
+	if now.IsZero() {
+		now = o.Now
+		if c, ok := st.(storage.Clock); ok {
+			t, err := c.Now(ctx)
+			if err != nil {
+				return 0, fmt.Errorf("storage %s: nothing swept: cannot read its clock: %w", st, err)
+			}
+			now = t
+		}
+	}
 	cutoff := now.Add(-LeftoverAge)
 	prefix := scope.Prefix()
 	type dirInfo struct {

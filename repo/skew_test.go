@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,11 +99,16 @@ func TestPruneIgnoresMismatchedManifest(t *testing.T) {
 // TestSweepWithoutRetention: what a killed run left is swept after a backup
 // whatever the retention, keep-everything included.
 func TestSweepWithoutRetention(t *testing.T) {
-	st := file.New(t.TempDir())
+	root := t.TempDir()
+	st := file.New(root)
 	ctx := context.Background()
 	leftover := scope.Dir("test", "20200101T000000Z") + "databases/small.zst"
 	st.Put(ctx, leftover, strings.NewReader("half a backup"))
-	backupAt(t, st, time.Now().Add(48*time.Hour), nil)
+	old := time.Now().Add(-48 * time.Hour) // by the storage's clock
+	if err := os.Chtimes(filepath.Join(root, leftover), old, old); err != nil {
+		t.Fatal(err)
+	}
+	backupAt(t, st, time.Now(), nil)
 	if _, err := st.Stat(ctx, leftover); err == nil {
 		t.Fatal("a killed run's leftover survived a backup with no retention")
 	}
@@ -149,5 +156,26 @@ func TestRetentionFloor(t *testing.T) {
 	// Without a policy (keep all), the floor deletes nothing.
 	if deleted, _ := Prune(context.Background(), st, scope, nil, PruneOptions{Now: now.Add(30 * 24 * time.Hour), Floor: floor}); len(deleted) != 0 {
 		t.Fatalf("a floor alone deleted %v", deleted)
+	}
+}
+
+// TestSweepUsesTheStorageClock: an agent whose clock runs two days fast must
+// not sweep the directory of a backup that another writer is taking right
+// now: what counts is the storage's own clock against the storage's own
+// timestamps.
+func TestSweepUsesTheStorageClock(t *testing.T) {
+	for name, st := range storages(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			real := time.Now().UTC()
+			inProgress := scope.Dir(scope.Driver, real.Format(IDFormat)) + "databases/small.zst"
+			put(t, st, inProgress, "half written, still being written")
+			if _, err := Prune(ctx, st, scope, nil, PruneOptions{Now: real.Add(48 * time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Stat(ctx, inProgress); err != nil {
+				t.Fatalf("a fast clock swept a running backup: %v", err)
+			}
+		})
 	}
 }

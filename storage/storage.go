@@ -64,6 +64,13 @@ type Sweeper interface {
 	Sweep(ctx context.Context, prefix string, olderThan time.Time) (removed int, err error)
 }
 
+// Clock is a storage that can tell the time by its own clock: the one that
+// stamps its objects' ModTime. Whatever compares ModTime with "now" asks it
+// rather than trusting the local clock, which may run fast.
+type Clock interface {
+	Now(ctx context.Context) (time.Time, error)
+}
+
 // Options are what Open passes to every backend.
 type Options struct {
 	// Logger receives the backend's notices (retries, resumed downloads);

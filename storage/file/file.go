@@ -284,3 +284,29 @@ func (f *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time)
 	})
 	return n, err
 }
+
+// Now is the time by the clock that stamps the volume's files (on a network
+// file system, the server's): the modification time of a file made for the
+// purpose, which lists never show.
+func (f *Storage) Now(ctx context.Context) (time.Time, error) {
+	if err := f.Check(ctx); err != nil {
+		return time.Time{}, err
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(f.root, ".clock"+tmpMarker+hex.EncodeToString(rnd[:]))
+	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("storage %s: read its clock: %w", f, err)
+	}
+	defer os.Remove(tmp)
+	defer w.Close()
+	if _, err := w.Write([]byte{0}); err != nil {
+		return time.Time{}, f.writeErr(".clock", err)
+	}
+	fi, err := w.Stat()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime().UTC(), nil
+}

@@ -64,6 +64,7 @@ type Storage struct {
 	stall    time.Duration // a request that moves no data this long is retried
 	retries  int           // attempts after the first, for transient faults
 	log      *slog.Logger
+	clock    serverClock
 }
 
 // open returns the storage an s3:// URL names. It contacts nothing: Check
@@ -74,9 +75,11 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 		return nil, err
 	}
 	s := c.s
-	if c.minio.Transport, err = c.transport(); err != nil {
+	tr, err := c.transport()
+	if err != nil {
 		return nil, err
 	}
+	c.minio.Transport = &clockTransport{base: tr, clock: &s.clock}
 	c.minio.Creds = credentialsFromEnv()
 	c.minio.MaxRetries = 1 // retries are ours (retry.go): longer backoff, stall detection
 	if s.core, err = minio.NewCore(s.endpoint, &c.minio); err != nil {

@@ -273,7 +273,7 @@ func TestKillAnywhere(t *testing.T) {
 			scope := repo.Scope{Namespace: "shop", Workload: "db-0", Driver: "postgres"}
 			before := clitest.List(t, remora, env)
 			keepAll, _ := retention.Parse("last=10000")
-			if _, err := repo.Prune(ctx, st, scope, &keepAll, repo.PruneOptions{Now: time.Now().Add(repo.LeftoverAge + time.Hour)}); err != nil {
+			if _, err := repo.Prune(ctx, st, scope, &keepAll, repo.PruneOptions{Now: time.Now().Add(repo.LeftoverAge + time.Hour), StorageNow: time.Now().Add(repo.LeftoverAge + time.Hour)}); err != nil {
 				t.Fatal(err)
 			}
 			if after := clitest.List(t, remora, env); !reflect.DeepEqual(after, before) {
