@@ -154,6 +154,9 @@ func TestRestoreStaysInBounds(t *testing.T) {
 		{"hard link through a symlink", func(t *testing.T, _ string) []byte {
 			return archive(t, dir("srv/data/"), symlink("srv/data/l", "../../etc"), hardlink("srv/data/h", "srv/data/l/passwd"))
 		}, "srv/data/h", ""},
+		{"hard link to a symlink", func(t *testing.T, _ string) []byte {
+			return archive(t, dir("srv/data/"), symlink("srv/data/s", "../../etc/passwd"), hardlink("srv/data/h", "srv/data/s"))
+		}, "srv/data/h", "srv/data/h"},
 		{"hard link placed elsewhere", func(t *testing.T, _ string) []byte {
 			return archive(t, reg("srv/data/f", "x"), hardlink("etc/h", "srv/data/f"))
 		}, "etc/h", ""},

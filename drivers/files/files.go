@@ -255,7 +255,7 @@ func (d *Driver) restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 	}
 	defer root.Close()
 	x := &extractor{root: root, asRoot: asRoot, opts: opts, bounds: bounds,
-		roots: map[string]*os.Root{}, symlinks: map[string]bool{}, written: map[string]bool{}}
+		roots: map[string]*os.Root{}, symlinks: map[string]bool{}}
 	defer x.close()
 	if err := x.extract(ctx, tar.NewReader(r)); err != nil {
 		return err
@@ -307,12 +307,9 @@ type extractor struct {
 	dirs    []dirTime
 	skipped int // devices and FIFOs
 	dropped int // files that lost a setuid or setgid bit
-	// symlinks are the names this restore made symlinks; a bound among them
-	// is never written through.
+	// symlinks are the backed-up paths this restore made symlinks: never
+	// written through.
 	symlinks map[string]bool
-	// written are the names this restore wrote as files: the only targets
-	// its hard links may have.
-	written map[string]bool
 }
 
 // dirTime is a directory whose time is set when everything below it is.
@@ -441,7 +438,6 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if err := root.MkdirAll(rel, hdr.FileInfo().Mode().Perm()); err != nil {
 			return err
 		}
-		delete(x.written, name)
 		x.dirs = append(x.dirs, dirTime{root, rel, hdr.ModTime})
 		return x.attrs(root, rel, hdr, true)
 	case tar.TypeReg:
@@ -451,8 +447,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if err := root.Symlink(hdr.Linkname, rel); err != nil {
 			return err
 		}
-		x.symlinks[name] = true
-		delete(x.written, name)
+		if root == x.root {
+			x.symlinks[name] = true
+		}
 		return x.attrs(root, rel, hdr, false)
 	case tar.TypeLink:
 		return x.link(root, rel, name, hdr)
@@ -485,29 +482,43 @@ func (x *extractor) file(root *os.Root, rel, name string, hdr *tar.Header, r io.
 		return err
 	}
 	delete(x.symlinks, name)
-	x.written[name] = true
 	return nil
 }
 
-// link makes a hard link to a file this restore wrote earlier: Dump links
-// to the first name of a file it archived, and anything else could tie a
-// name below the backed-up paths to a file outside them.
+// link makes a hard link to a regular file below the backed-up paths (Dump
+// links to the first name of a file it archived), found as every other name
+// is: through the root of its backed-up path, so that neither the target
+// nor a symlink on its way can tie the link to a file outside them.
 func (x *extractor) link(root *os.Root, rel, name string, hdr *tar.Header) error {
-	old, err := clean(hdr.Linkname)
-	if err != nil || !x.written[old] {
-		return fmt.Errorf("the hard link's target %q is not a file restored before it", hdr.Linkname)
-	}
-	oldRoot, oldRel, err := x.place(old)
+	oldRoot, oldRel, err := x.linkTarget(hdr.Linkname)
 	if err != nil {
-		return err
+		return fmt.Errorf("the hard link's target %q: %w", hdr.Linkname, err)
 	}
 	x.removeIfNotDir(root, rel)
 	if err := linkAt(oldRoot, oldRel, root, rel); err != nil {
 		return err
 	}
 	delete(x.symlinks, name)
-	x.written[name] = true
 	return nil
+}
+
+func (x *extractor) linkTarget(linkname string) (*os.Root, string, error) {
+	old, err := clean(linkname)
+	if err != nil {
+		return nil, "", err
+	}
+	root, rel, err := x.place(old)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := root.Lstat(rel)
+	if err != nil {
+		return nil, "", err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, "", errors.New("not a regular file")
+	}
+	return root, rel, nil
 }
 
 // linkAt makes newName in newRoot a hard link of oldName in oldRoot. The two
