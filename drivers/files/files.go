@@ -447,7 +447,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if err := root.Symlink(hdr.Linkname, rel); err != nil {
 			return err
 		}
-		if root == x.root {
+		if slices.Contains(x.bounds, name) {
 			x.symlinks[name] = true
 		}
 		return x.attrs(root, rel, hdr, false)
