@@ -28,7 +28,10 @@ var codecs = map[string]codec{
 			return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2), zstd.WithWindowSize(2<<20))
 		},
 		newReader: func(r io.Reader) (io.ReadCloser, error) {
-			d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20))
+			// A frame asking for a window above 64 MiB (32 times what the
+			// writer uses) is refused before it takes the memory; how far
+			// the stream may expand is bounded by the read chain's raw size.
+			d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20), zstd.WithDecoderMaxMemory(64<<20))
 			if err != nil {
 				return nil, err
 			}

@@ -27,7 +27,7 @@ import (
 //
 // Read (verify, restore):
 //
-//	Storage.Open → size + SHA-256 check (the end held back until it matched) → decryption → decompression → driver.Restore or a count
+//	Storage.Open → size + SHA-256 check (the end held back until it matched) → decryption → decompression → raw size bound → driver.Restore or a count
 //
 // The checksum covers the stored bytes, so verify checks an encrypted backup
 // without its key; with the key it also reads through to the raw size.
@@ -241,12 +241,15 @@ func openObject(ctx context.Context, st storage.Storage, m *Manifest, ids *Ident
 			o.dec, err = cod.newReader(plain)
 		}
 	}
+	if err == nil && rec.RawSize < 0 {
+		err = fmt.Errorf("%w: the manifest records a raw size of %d bytes for %s", ErrCorrupt, rec.RawSize, rec.Key)
+	}
 	if err != nil {
 		o.setupErr, o.decodeErr = err, err
 		o.src = errReader{err}
 		return o, nil
 	}
-	o.src = o.dec
+	o.src = &rawBound{r: o.dec, key: rec.Key, size: rec.RawSize}
 	return o, nil
 }
 
@@ -268,7 +271,7 @@ func (o *objectReader) explain(err error) error {
 		return o.checked.err
 	case o.checked.err != nil:
 		return fmt.Errorf("read %s: %w", o.rec.Key, o.checked.err)
-	case errors.Is(o.decodeErr, ErrNoIdentity), errors.Is(o.decodeErr, ErrUntrusted):
+	case errors.Is(o.decodeErr, ErrNoIdentity), errors.Is(o.decodeErr, ErrUntrusted), errors.Is(o.decodeErr, ErrCorrupt):
 		return o.decodeErr
 	case o.decodeErr != nil:
 		return fmt.Errorf("%w: %s matches its checksum but does not decrypt or decompress: %v", ErrCorrupt, o.rec.Key, o.decodeErr)
@@ -293,6 +296,41 @@ func (o *objectReader) Close() error {
 		o.dec.Close()
 	}
 	return o.stored.Close()
+}
+
+// rawBound passes the decompressed stream through, up to the raw size the
+// manifest records. A stream that goes on past it (a compression bomb: a few
+// stored bytes that expand without end) stops there with an error wrapping
+// ErrCorrupt, without a byte more for the consumer, so a restore cannot
+// fill a disk nor verify decompress on; one that ends short of it gives that
+// error where the end would be, so a tool loading it cannot commit.
+type rawBound struct {
+	r    io.Reader
+	key  string
+	size int64 // the raw size in the manifest
+	n    int64 // bytes given out
+	err  error
+}
+
+func (b *rawBound) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if left := b.size - b.n; int64(len(p)) > left+1 {
+		p = p[:left+1] // one byte past the end tells a stream that goes on
+	}
+	n, err := b.r.Read(p)
+	switch got := b.n + int64(n); {
+	case got > b.size:
+		n = int(b.size - b.n)
+		b.err = fmt.Errorf("%w: %s decompresses to more than the %d bytes in the manifest", ErrCorrupt, b.key, b.size)
+		err = b.err
+	case err == io.EOF && got < b.size:
+		b.err = fmt.Errorf("%w: %s decompresses to %d bytes, the manifest says %d", ErrCorrupt, b.key, got, b.size)
+		err = b.err
+	}
+	b.n += int64(n)
+	return n, err
 }
 
 type errReader struct{ err error }

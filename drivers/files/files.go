@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"remora.dev/remora/drivers"
 )
 
@@ -219,12 +221,23 @@ func (d *Driver) CheckRestore(ctx context.Context, objs []drivers.Object, opts d
 	return nil
 }
 
-// Restore extracts the archive below the destination. Every path stays inside
-// it (no "..", no following a symlink out of it), each file is written under a
-// temporary name and renamed into place, and modes, owners (when running as
-// root) and times are set as archived. A directory that --into created is
-// removed again if the restore fails.
-func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, opts drivers.RestoreOptions) (err error) {
+// Restore extracts the archive below the destination, and only below the
+// paths the backup recorded (obj's "paths"): a member elsewhere, or one that
+// reaches out of its path through "..", a symlink or a hard link, fails the
+// restore with an error naming it, before anything is written there. Each
+// file is written under a temporary name and renamed into place, and modes,
+// owners (when running as root) and times are set as archived. A directory
+// that --into created is removed again if the restore fails.
+func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, opts drivers.RestoreOptions) error {
+	return d.restore(ctx, obj, r, opts, os.Geteuid() == 0)
+}
+
+// restore is Restore, with asRoot telling whether owners can be restored.
+func (d *Driver) restore(ctx context.Context, obj drivers.Object, r io.Reader, opts drivers.RestoreOptions, asRoot bool) (err error) {
+	bounds, err := restoreBounds(obj)
+	if err != nil {
+		return err
+	}
 	dst := destination(opts)
 	if _, serr := os.Stat(dst); errors.Is(serr, fs.ErrNotExist) && opts.Into != "" {
 		if err := os.MkdirAll(dst, 0o755); err != nil {
@@ -241,12 +254,82 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 		return fmt.Errorf("files: %w", err)
 	}
 	defer root.Close()
-	x := &extractor{root: root, asRoot: os.Geteuid() == 0, opts: opts}
-	tr := tar.NewReader(r)
+	x := &extractor{root: root, asRoot: asRoot, opts: opts, bounds: bounds,
+		roots: map[string]*os.Root{}, symlinks: map[string]bool{}}
+	defer x.close()
+	if err := x.extract(ctx, tar.NewReader(r)); err != nil {
+		return err
+	}
+	// Directory times last: writing into a directory changes its time.
+	for i := len(x.dirs) - 1; i >= 0; i-- {
+		d := x.dirs[i]
+		_ = d.root.Chtimes(d.name, d.mtime, d.mtime)
+	}
+	if x.skipped > 0 {
+		opts.Warnf("files: %d special files (devices, FIFOs) were not restored", x.skipped)
+	}
+	if x.dropped > 0 {
+		opts.Warnf("files: %d files were restored without their setuid or setgid bit: only a restore run as root restores owners, and with them these bits", x.dropped)
+	}
+	return nil
+}
+
+// restoreBounds are the paths the backup recorded, relative to the
+// destination and outermost first. A backup of / records "." (all of it).
+func restoreBounds(obj drivers.Object) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(obj.Meta["paths"], ",") {
+		if p == "" {
+			continue
+		}
+		if !path.IsAbs(p) {
+			return nil, fmt.Errorf("files: the backup records the path %q, which is not absolute: the manifest is damaged", p)
+		}
+		rel := strings.TrimPrefix(path.Clean(p), "/")
+		if rel == "" {
+			rel = "."
+		}
+		out = append(out, rel)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("files: the backup records no paths for %s, so nothing in it can be restored: the manifest is damaged", obj.Name)
+	}
+	slices.SortStableFunc(out, func(a, b string) int { return len(a) - len(b) })
+	return out, nil
+}
+
+type extractor struct {
+	root    *os.Root // the destination
+	asRoot  bool
+	opts    drivers.RestoreOptions
+	bounds  []string            // the backed-up paths, outermost first
+	roots   map[string]*os.Root // bound -> its directory, opened once something is written below it
+	dirs    []dirTime
+	skipped int // devices and FIFOs
+	dropped int // files that lost a setuid or setgid bit
+	// symlinks are the backed-up paths this restore made symlinks: never
+	// written through.
+	symlinks map[string]bool
+}
+
+// dirTime is a directory whose time is set when everything below it is.
+type dirTime struct {
+	root  *os.Root
+	name  string
+	mtime time.Time
+}
+
+func (x *extractor) close() {
+	for _, r := range x.roots {
+		r.Close()
+	}
+}
+
+func (x *extractor) extract(ctx context.Context, tr *tar.Reader) error {
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("files: read archive: %w", err)
@@ -255,35 +338,79 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 			return err
 		}
 		if err := x.entry(hdr, tr); err != nil {
-			return err
+			if strings.Contains(err.Error(), errPathEscapes) {
+				err = fmt.Errorf("a symlink on the way leads out of the backed-up path, and a restore does not write through it (%w)", err)
+			}
+			return fmt.Errorf("files: %q: %w", hdr.Name, err)
 		}
 	}
-	// Directory times last: writing into a directory changes its time.
-	for i := len(x.dirs) - 1; i >= 0; i-- {
-		h := x.dirs[i]
-		_ = root.Chtimes(h.Name, h.ModTime, h.ModTime)
-	}
-	if x.skipped > 0 {
-		opts.Warnf("files: %d special files (devices, FIFOs) were not restored", x.skipped)
-	}
-	return nil
 }
 
-type extractor struct {
-	root    *os.Root
-	asRoot  bool
-	opts    drivers.RestoreOptions
-	dirs    []*tar.Header
-	skipped int
-}
+// errPathEscapes is how os.Root refuses to follow a symlink out of its
+// directory (the error itself is not exported).
+const errPathEscapes = "path escapes from parent"
 
-// clean checks an archive path and makes it relative to the root.
+// clean checks an archive path and makes it relative to the destination.
 func clean(name string) (string, error) {
 	c := path.Clean(strings.TrimPrefix(name, "/"))
 	if c == "." || c == ".." || strings.HasPrefix(c, "../") {
-		return "", fmt.Errorf("files: the archive holds a path outside the destination: %q", name)
+		return "", errors.New("the path is outside the destination")
 	}
 	return c, nil
+}
+
+// place is where the archive path name (clean) is written: in the directory
+// of the outermost backed-up path that holds it, opened as a root, so that
+// no symlink, whether the archive made it or it was there before, leads out
+// of that path; a backed-up path itself is written in the destination.
+func (x *extractor) place(name string) (*os.Root, string, error) {
+	for _, b := range x.bounds {
+		if b == "." || name == b {
+			return x.root, name, nil
+		}
+		if rel, ok := strings.CutPrefix(name, b+"/"); ok {
+			r, err := x.boundRoot(b)
+			return r, rel, err
+		}
+	}
+	var list []string
+	for _, b := range x.bounds {
+		list = append(list, "/"+b)
+	}
+	return nil, "", fmt.Errorf("the path is outside the backed-up paths (%s), and a restore writes only below them", strings.Join(list, ", "))
+}
+
+func (x *extractor) boundRoot(b string) (*os.Root, error) {
+	if r, ok := x.roots[b]; ok {
+		return r, nil
+	}
+	if x.symlinks[b] {
+		return nil, fmt.Errorf("the archive made /%s a symlink, and a restore does not write through it", b)
+	}
+	if err := x.root.MkdirAll(b, 0o755); err != nil {
+		return nil, err
+	}
+	r, err := x.root.OpenRoot(b)
+	if err != nil {
+		return nil, err
+	}
+	x.roots[b] = r
+	return r, nil
+}
+
+// sparse reports whether hdr is a sparse file, which archive/tar expands
+// with zeros: a few bytes of archive could fill the disk. Dump never writes
+// one.
+func sparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
@@ -291,93 +418,169 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if dir := path.Dir(name); dir != "." {
-		if err := x.root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("files: %w", err)
-		}
+	root, rel, err := x.place(name)
+	if err != nil {
+		return err
 	}
-	mode := hdr.FileInfo().Mode()
-	switch hdr.Typeflag {
-	case tar.TypeDir:
-		if err := x.root.MkdirAll(name, mode.Perm()); err != nil {
-			return fmt.Errorf("files: %w", err)
-		}
-		h := *hdr
-		h.Name = name
-		x.dirs = append(x.dirs, &h)
-		return x.attrs(name, hdr, true)
-	case tar.TypeReg:
-		tmp := path.Join(path.Dir(name), "."+path.Base(name)+".remora-tmp-"+randomSuffix())
-		f, err := x.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return fmt.Errorf("files: %w", err)
-		}
-		_, err = io.Copy(f, r)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = x.attrs(tmp, hdr, true)
-		}
-		if err == nil {
-			err = x.replace(tmp, name)
-		}
-		if err != nil {
-			x.root.Remove(tmp)
-			return fmt.Errorf("files: %s: %w", name, err)
-		}
-		return nil
-	case tar.TypeSymlink:
-		x.removeIfNotDir(name)
-		if err := x.root.Symlink(hdr.Linkname, name); err != nil {
-			return fmt.Errorf("files: %w", err)
-		}
-		return x.attrs(name, hdr, false)
-	case tar.TypeLink:
-		old, err := clean(hdr.Linkname)
-		if err != nil {
+	if sparse(hdr) {
+		return errors.New("a sparse file, which a files backup never holds, is not restored")
+	}
+	if dir := path.Dir(rel); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		x.removeIfNotDir(name)
-		if err := x.root.Link(old, name); err != nil {
-			return fmt.Errorf("files: %w", err)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if x.symlinks[name] {
+			return errors.New("the archive made this path a symlink, and a restore does not write through it")
 		}
-		return nil
+		if err := root.MkdirAll(rel, hdr.FileInfo().Mode().Perm()); err != nil {
+			return err
+		}
+		x.dirs = append(x.dirs, dirTime{root, rel, hdr.ModTime})
+		return x.attrs(root, rel, hdr, true)
+	case tar.TypeReg:
+		return x.file(root, rel, name, hdr, r)
+	case tar.TypeSymlink:
+		x.removeIfNotDir(root, rel)
+		if err := root.Symlink(hdr.Linkname, rel); err != nil {
+			return err
+		}
+		if slices.Contains(x.bounds, name) {
+			x.symlinks[name] = true
+		}
+		return x.attrs(root, rel, hdr, false)
+	case tar.TypeLink:
+		return x.link(root, rel, name, hdr)
 	default:
 		x.skipped++
 		return nil
 	}
 }
 
-func (x *extractor) removeIfNotDir(name string) {
-	if st, err := x.root.Lstat(name); err == nil && !st.IsDir() {
-		x.root.Remove(name)
+// file writes a regular file under a temporary name and renames it into
+// place: a symlink at its name is replaced, never followed.
+func (x *extractor) file(root *os.Root, rel, name string, hdr *tar.Header, r io.Reader) error {
+	tmp := path.Join(path.Dir(rel), "."+path.Base(rel)+".remora-tmp-"+randomSuffix())
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = x.attrs(root, tmp, hdr, true)
+	}
+	if err == nil {
+		err = x.replace(root, tmp, rel)
+	}
+	if err != nil {
+		root.Remove(tmp)
+		return err
+	}
+	delete(x.symlinks, name)
+	return nil
+}
+
+// link makes a hard link to a regular file below the backed-up paths (Dump
+// links to the first name of a file it archived), found as every other name
+// is: through the root of its backed-up path, so that neither the target
+// nor a symlink on its way can tie the link to a file outside them.
+func (x *extractor) link(root *os.Root, rel, name string, hdr *tar.Header) error {
+	oldRoot, oldRel, err := x.linkTarget(hdr.Linkname)
+	if err != nil {
+		return fmt.Errorf("the hard link's target %q: %w", hdr.Linkname, err)
+	}
+	x.removeIfNotDir(root, rel)
+	if err := linkAt(oldRoot, oldRel, root, rel); err != nil {
+		return err
+	}
+	delete(x.symlinks, name)
+	return nil
+}
+
+func (x *extractor) linkTarget(linkname string) (*os.Root, string, error) {
+	old, err := clean(linkname)
+	if err != nil {
+		return nil, "", err
+	}
+	root, rel, err := x.place(old)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := root.Lstat(rel)
+	if err != nil {
+		return nil, "", err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, "", errors.New("not a regular file")
+	}
+	return root, rel, nil
+}
+
+// linkAt makes newName in newRoot a hard link of oldName in oldRoot. The two
+// directories are opened through their own roots, so neither name leads out
+// of its root.
+func linkAt(oldRoot *os.Root, oldName string, newRoot *os.Root, newName string) error {
+	if oldRoot == newRoot {
+		return newRoot.Link(oldName, newName)
+	}
+	od, err := oldRoot.Open(path.Dir(oldName))
+	if err != nil {
+		return err
+	}
+	defer od.Close()
+	nd, err := newRoot.Open(path.Dir(newName))
+	if err != nil {
+		return err
+	}
+	defer nd.Close()
+	if err := unix.Linkat(int(od.Fd()), path.Base(oldName), int(nd.Fd()), path.Base(newName), 0); err != nil {
+		return &os.LinkError{Op: "link", Old: oldName, New: newName, Err: err}
+	}
+	return nil
+}
+
+func (x *extractor) removeIfNotDir(root *os.Root, name string) {
+	if st, err := root.Lstat(name); err == nil && !st.IsDir() {
+		root.Remove(name)
 	}
 }
 
 // replace renames tmp onto name, refusing to replace a directory with a file.
-func (x *extractor) replace(tmp, name string) error {
-	if st, err := x.root.Lstat(name); err == nil && st.IsDir() {
+func (x *extractor) replace(root *os.Root, tmp, name string) error {
+	if st, err := root.Lstat(name); err == nil && st.IsDir() {
 		return fmt.Errorf("a directory is in the way")
 	}
-	return x.root.Rename(tmp, name)
+	return root.Rename(tmp, name)
 }
 
-// attrs sets owner, mode and times. Owners are set only when running as root.
-func (x *extractor) attrs(name string, hdr *tar.Header, times bool) error {
+// attrs sets owner, mode and times. Owners are set only when running as
+// root, and setuid and setgid bits of files only then too: set on a file
+// the restoring user owns, they would hand that user's rights to whoever
+// runs it. (A setgid directory only passes its group on, and keeps it.)
+func (x *extractor) attrs(root *os.Root, name string, hdr *tar.Header, times bool) error {
 	if x.asRoot {
-		if err := x.root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+		if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
 			return err
 		}
 	}
 	if hdr.Typeflag == tar.TypeSymlink {
 		return nil
 	}
-	if err := x.root.Chmod(name, hdr.FileInfo().Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+	mode := hdr.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+	if !x.asRoot && hdr.Typeflag != tar.TypeDir && mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+		mode &^= fs.ModeSetuid | fs.ModeSetgid
+		x.dropped++
+	}
+	if err := root.Chmod(name, mode); err != nil {
 		return err
 	}
 	if times {
-		return x.root.Chtimes(name, time.Time{}, hdr.ModTime)
+		return root.Chtimes(name, time.Time{}, hdr.ModTime)
 	}
 	return nil
 }

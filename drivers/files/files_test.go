@@ -72,8 +72,9 @@ func TestChangingFilesAreReported(t *testing.T) {
 }
 
 // TestRestoreStaysInside: an archive that names a path outside the
-// destination is refused.
+// destination is refused, even from a backup of /.
 func TestRestoreStaysInside(t *testing.T) {
+	all := drivers.Object{Name: "files.tar", Kind: drivers.KindFiles, Meta: map[string]string{"paths": "/"}}
 	for _, name := range []string{"../escape", "a/../../escape"} {
 		var b bytes.Buffer
 		tw := tar.NewWriter(&b)
@@ -82,7 +83,7 @@ func TestRestoreStaysInside(t *testing.T) {
 		tw.Close()
 		into := filepath.Join(t.TempDir(), "into")
 		d, _ := New(nil)
-		err := d.Restore(context.Background(), d.Object(), &b, drivers.RestoreOptions{Into: into})
+		err := d.Restore(context.Background(), all, &b, drivers.RestoreOptions{Into: into})
 		if err == nil || !strings.Contains(err.Error(), "outside") {
 			t.Errorf("%s: err = %v", name, err)
 		}
@@ -99,7 +100,7 @@ func TestRestoreStaysInside(t *testing.T) {
 	tw.Write([]byte("x"))
 	tw.Close()
 	d, _ := New(nil)
-	err := d.Restore(context.Background(), d.Object(), &b, drivers.RestoreOptions{Into: filepath.Join(t.TempDir(), "into")})
+	err := d.Restore(context.Background(), all, &b, drivers.RestoreOptions{Into: filepath.Join(t.TempDir(), "into")})
 	if _, serr := os.Stat(filepath.Join(outside, "file")); serr == nil {
 		t.Fatalf("the restore wrote through a symlink out of the destination (err %v)", err)
 	}
