@@ -395,6 +395,7 @@ func startSource(ctx context.Context, dir string) (*source, error) {
 		"--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--protected-mode", "no",
 		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--logfile", filepath.Join(dir, "redis.log"))
 	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	srv.Env = drivers.ToolEnv(nil)
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("redis: start the temporary redis-server: %w", err)
 	}
