@@ -14,7 +14,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -333,7 +335,7 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 
 	c := d.client()
 	defer c.Close()
-	restoreAuth, err := d.clearMasterAuth(ctx, c)
+	restoreAuth, err := d.useSourceAuth(ctx, c, src.password)
 	if err != nil {
 		return err
 	}
@@ -379,28 +381,32 @@ func writeSnapshot(path string, r io.Reader) error {
 
 // source is the temporary redis-server a restore replicates from.
 type source struct {
-	port   int
-	srv    *exec.Cmd
-	client *goredis.Client
+	port     int
+	password string
+	srv      *exec.Cmd
+	client   *goredis.Client
 }
 
 // startSource starts redis-server on the snapshot in dir and waits until it
-// has loaded it.
+// has loaded it. The server takes a random password: anyone on the host could
+// otherwise read the snapshot from it, or write into what the target loads.
 func startSource(ctx context.Context, dir string) (*source, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	srv := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--protected-mode", "no",
-		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--logfile", filepath.Join(dir, "redis.log"))
-	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	srv.Env = drivers.ToolEnv(nil)
-	if err := srv.Start(); err != nil {
+	s := &source{port: port, password: randomPassword()}
+	// The configuration comes on stdin ("-"): the password is in no
+	// argument, where ps would show it, and in no file.
+	s.srv = exec.Command("redis-server", "-")
+	s.srv.Stdin = strings.NewReader(sourceConfig(port, dir, s.password))
+	s.srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.srv.Env = drivers.ToolEnv(nil)
+	if err := s.srv.Start(); err != nil {
 		return nil, fmt.Errorf("redis: start the temporary redis-server: %w", err)
 	}
-	s := &source{port: port, srv: srv,
-		client: goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Protocol: 2, DisableIdentity: true})}
+	s.client = goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Password: s.password,
+		Protocol: 2, DisableIdentity: true})
 	if err := waitFor(ctx, 30*time.Second, func() error {
 		loading, err := info(ctx, s.client, "persistence", "loading")
 		if err == nil && loading != "0" {
@@ -415,34 +421,82 @@ func startSource(ctx context.Context, dir string) (*source, error) {
 	return s, nil
 }
 
+// sourceConfig is the temporary server's redis.conf: on a loopback port, the
+// snapshot in dir, no persistence, a diskless full sync at once.
+func sourceConfig(port int, dir, password string) string {
+	return strings.Join([]string{
+		"port " + strconv.Itoa(port),
+		"bind 127.0.0.1",
+		"dir " + confQuote(dir),
+		"dbfilename dump.rdb",
+		`save ""`,
+		"appendonly no",
+		"repl-diskless-sync yes",
+		"repl-diskless-sync-delay 0",
+		"logfile " + confQuote(filepath.Join(dir, "redis.log")),
+		"requirepass " + password,
+	}, "\n") + "\n"
+}
+
+// confQuote quotes s as a string of redis.conf.
+func confQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// randomPassword is 32 random bytes in hex.
+func randomPassword() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
 func (s *source) stop() {
 	s.client.Close()
 	_ = s.srv.Process.Signal(syscall.SIGTERM)
-	_, _ = s.srv.Process.Wait()
+	_ = s.srv.Wait()
 }
 
-// clearMasterAuth empties the target's masteruser and masterauth (the
-// temporary server has no password) and returns what puts them back.
-func (d *Driver) clearMasterAuth(ctx context.Context, c *goredis.Client) (restore func(), err error) {
+// useSourceAuth makes the target log in to the temporary server with its
+// password, as the default user, and returns what puts the target's own
+// masteruser and masterauth back.
+func (d *Driver) useSourceAuth(ctx context.Context, c *goredis.Client, password string) (restore func(), err error) {
 	saved := map[string]string{}
 	restore = func() {
 		rctx := context.WithoutCancel(ctx)
 		for k, v := range saved {
-			if v != "" {
-				_ = c.ConfigSet(rctx, k, v).Err()
-			}
+			_ = c.ConfigSet(rctx, k, v).Err()
 		}
 	}
-	for _, k := range []string{"masteruser", "masterauth"} {
-		if v, err := c.ConfigGet(ctx, k).Result(); err == nil {
-			saved[k] = v[k]
-			if v[k] != "" {
-				if err := c.ConfigSet(ctx, k, "").Err(); err != nil {
-					restore()
-					return nil, d.explain(err)
-				}
-			}
+	for _, kv := range [][2]string{{"masteruser", ""}, {"masterauth", password}} {
+		k, v := kv[0], kv[1]
+		cur, err := c.ConfigGet(ctx, k).Result()
+		if err != nil {
+			restore()
+			return nil, d.explain(err)
 		}
+		old, known := cur[k]
+		if !known && v == "" {
+			continue // a server without ACL users (before Redis 6) has no masteruser
+		}
+		if err := c.ConfigSet(ctx, k, v).Err(); err != nil {
+			restore()
+			return nil, d.explain(err)
+		}
+		saved[k] = old
 	}
 	return restore, nil
 }
