@@ -51,6 +51,7 @@ func init() {
 type Driver struct {
 	opts  *goredis.Options
 	where string
+	stall time.Duration // a dump fails when the server sends nothing for this long
 }
 
 // New checks the DSN: redis://[user]:password@host:port, rediss:// for TLS,
@@ -70,8 +71,13 @@ func New(cfg drivers.Config) (*Driver, error) {
 	opts.MaxRetries = 1
 	opts.Protocol = 2
 	opts.DisableIdentity = true
-	return &Driver{opts: opts, where: opts.Addr}, nil
+	return &Driver{opts: opts, where: opts.Addr, stall: defaultStall}, nil
 }
+
+// defaultStall is how long a dump waits for the next byte from the server.
+// While it prepares a snapshot the server sends a newline every second, so
+// only a stuck server or a dead link is this quiet.
+const defaultStall = 2 * time.Minute
 
 func (d *Driver) client() *goredis.Client { return goredis.NewClient(d.opts) }
 
@@ -147,7 +153,7 @@ func (d *Driver) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 		}
 		conn = tc
 	}
-	br := bufio.NewReaderSize(conn, 64<<10)
+	br := bufio.NewReaderSize(stallReader{conn: conn, timeout: d.stall}, 64<<10)
 	if d.opts.Password != "" {
 		args := []string{"AUTH", d.opts.Password}
 		if d.opts.Username != "" {
@@ -159,6 +165,23 @@ func (d *Driver) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 		}
 	}
 	return conn, br, nil
+}
+
+// stallReader reads from a connection and fails a read that brings nothing
+// for timeout: a server that stops sending, before a snapshot or in its
+// middle, must fail the dump rather than hang it for ever.
+type stallReader struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (s stallReader) Read(p []byte) (int, error) {
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.timeout))
+	n, err := s.conn.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("stalled: the server sent nothing for %s: check the network and the server's load", s.timeout)
+	}
+	return n, err
 }
 
 // command sends one command and reads a simple reply line.
@@ -209,16 +232,17 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 	// Say we take an EOF-marked (diskless) transfer and only want the RDB,
 	// not a replication stream afterwards (Redis 7+; older servers refuse).
 	if _, err := command(conn, br, "REPLCONF", "capa", "eof"); err != nil {
-		return fmt.Errorf("redis %s: REPLCONF: %w", d.where, d.explain(err))
+		return ctxErr(ctx, d.explain(fmt.Errorf("REPLCONF: %w", err)))
 	}
-	_, _ = command(conn, br, "REPLCONF", "rdb-only", "1")
+	if _, err := command(conn, br, "REPLCONF", "rdb-only", "1"); err != nil && !errors.As(err, new(replyError)) {
+		return ctxErr(ctx, d.explain(fmt.Errorf("REPLCONF: %w", err)))
+	}
 	if _, err := conn.Write([]byte("*1\r\n$4\r\nSYNC\r\n")); err != nil {
-		return d.explain(err)
+		return ctxErr(ctx, d.explain(err))
 	}
 	// The master sends newlines as keepalives while it prepares.
 	var header string
 	for {
-		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Minute))
 		line, err := br.ReadString('\n')
 		if err != nil {
 			return ctxErr(ctx, fmt.Errorf("redis %s: SYNC: %w", d.where, err))
@@ -233,12 +257,14 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 		header = line
 		break
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	if mark, ok := strings.CutPrefix(header, "$EOF:"); ok {
 		if len(mark) != eofMarkLen {
 			return fmt.Errorf("redis %s: SYNC: bad end marker in %q", d.where, header)
 		}
-		return ctxErr(ctx, copyUntilMark(w, br, []byte(mark)))
+		if err := copyUntilMark(w, br, []byte(mark)); err != nil {
+			return ctxErr(ctx, fmt.Errorf("redis %s: SYNC: %w", d.where, err))
+		}
+		return nil
 	}
 	size, err := strconv.ParseInt(strings.TrimPrefix(header, "$"), 10, 64)
 	if err != nil || !strings.HasPrefix(header, "$") {
@@ -280,7 +306,7 @@ func copyUntilMark(w io.Writer, r io.Reader, mark []byte) error {
 		}
 		if err != nil {
 			if err == io.EOF {
-				return fmt.Errorf("redis: the snapshot ended before its end marker")
+				return fmt.Errorf("the snapshot ended before its end marker")
 			}
 			return err
 		}
