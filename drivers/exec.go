@@ -19,7 +19,10 @@ import (
 type Command struct {
 	Path string
 	Args []string
-	Env  []string // the whole environment of the child
+	// Env is the whole environment of the child, best built with ToolEnv;
+	// nil means ToolEnv(nil), never Remora's own environment. Variables no
+	// tool may get (neverEnv) are dropped from it.
+	Env []string
 	// Stderr, if set, also receives everything the tool writes to stderr.
 	Stderr io.Writer
 }
@@ -36,7 +39,10 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 		name = name[i+1:]
 	}
 	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
-	cmd.Env = c.Env
+	cmd.Env = ToolEnv(nil)
+	if c.Env != nil {
+		cmd.Env = withoutNever(c.Env)
+	}
 	// Signals go to the tool's whole process group, helpers included.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second

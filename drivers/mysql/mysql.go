@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -136,12 +135,14 @@ func tools(mariadb bool) (dump, client string, err error) {
 	return dump, client, nil
 }
 
+// env is the environment for the tools: the common variables and the
+// password of the DSN, nothing of the MySQL client's own (--no-defaults: the
+// DSN says everything).
 func (d *Driver) env() []string {
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "MYSQL_PWD=") })
-	if d.password != "" {
-		env = append(env, "MYSQL_PWD="+d.password) // never in argv, where ps would show it
+	if d.password == "" {
+		return drivers.ToolEnv(nil)
 	}
-	return env
+	return drivers.ToolEnv(nil, "MYSQL_PWD="+d.password) // never in argv, where ps would show it
 }
 
 // command builds a tool invocation: --no-defaults must come first.
@@ -202,7 +203,7 @@ func (d *Driver) inspect(ctx context.Context) (*server, error) {
 
 func toolVersion(ctx context.Context, path string) string {
 	var out bytes.Buffer
-	if err := (drivers.Command{Path: path, Args: []string{"--version"}, Env: os.Environ()}).Run(ctx, nil, &out); err != nil {
+	if err := (drivers.Command{Path: path, Args: []string{"--version"}}).Run(ctx, nil, &out); err != nil {
 		return "unknown"
 	}
 	return strings.TrimSpace(out.String())

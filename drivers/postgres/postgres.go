@@ -101,19 +101,22 @@ func (d *Driver) dbURL(db string) string {
 	return u.String()
 }
 
-// env is the environment for the tools: this process's, plus the password
-// and no prompt for one.
+// libpqEnv are the variables of Remora's environment the tools get beside the
+// common ones: libpq's own (PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, PGPASSFILE,
+// PGSERVICE, ...), which an operator may set for them.
+var libpqEnv = []string{"PG*"}
+
+// env is the environment for the tools: libpq's variables, the password of
+// the DSN, and no endless wait for a server that does not answer.
 func (d *Driver) env() []string {
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "PGPASSWORD=") && d.password != ""
-	})
+	var set []string
 	if d.password != "" {
-		env = append(env, "PGPASSWORD="+d.password)
+		set = append(set, "PGPASSWORD="+d.password)
 	}
 	if os.Getenv("PGCONNECT_TIMEOUT") == "" {
-		env = append(env, "PGCONNECT_TIMEOUT=15")
+		set = append(set, "PGCONNECT_TIMEOUT=15")
 	}
-	return env
+	return drivers.ToolEnv(libpqEnv, set...)
 }
 
 func (d *Driver) tool(name string, args ...string) drivers.Command {

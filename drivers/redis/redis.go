@@ -14,7 +14,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +51,7 @@ func init() {
 type Driver struct {
 	opts  *goredis.Options
 	where string
+	stall time.Duration // a dump fails when the server sends nothing for this long
 }
 
 // New checks the DSN: redis://[user]:password@host:port, rediss:// for TLS,
@@ -68,8 +71,13 @@ func New(cfg drivers.Config) (*Driver, error) {
 	opts.MaxRetries = 1
 	opts.Protocol = 2
 	opts.DisableIdentity = true
-	return &Driver{opts: opts, where: opts.Addr}, nil
+	return &Driver{opts: opts, where: opts.Addr, stall: defaultStall}, nil
 }
+
+// defaultStall is how long a dump waits for the next byte from the server.
+// While it prepares a snapshot the server sends a newline every second, so
+// only a stuck server or a dead link is this quiet.
+const defaultStall = 2 * time.Minute
 
 func (d *Driver) client() *goredis.Client { return goredis.NewClient(d.opts) }
 
@@ -145,7 +153,7 @@ func (d *Driver) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 		}
 		conn = tc
 	}
-	br := bufio.NewReaderSize(conn, 64<<10)
+	br := bufio.NewReaderSize(stallReader{conn: conn, timeout: d.stall}, 64<<10)
 	if d.opts.Password != "" {
 		args := []string{"AUTH", d.opts.Password}
 		if d.opts.Username != "" {
@@ -157,6 +165,23 @@ func (d *Driver) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 		}
 	}
 	return conn, br, nil
+}
+
+// stallReader reads from a connection and fails a read that brings nothing
+// for timeout: a server that stops sending, before a snapshot or in its
+// middle, must fail the dump rather than hang it for ever.
+type stallReader struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (s stallReader) Read(p []byte) (int, error) {
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.timeout))
+	n, err := s.conn.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("stalled: the server sent nothing for %s: check the network and the server's load", s.timeout)
+	}
+	return n, err
 }
 
 // command sends one command and reads a simple reply line.
@@ -207,16 +232,17 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 	// Say we take an EOF-marked (diskless) transfer and only want the RDB,
 	// not a replication stream afterwards (Redis 7+; older servers refuse).
 	if _, err := command(conn, br, "REPLCONF", "capa", "eof"); err != nil {
-		return fmt.Errorf("redis %s: REPLCONF: %w", d.where, d.explain(err))
+		return ctxErr(ctx, d.explain(fmt.Errorf("REPLCONF: %w", err)))
 	}
-	_, _ = command(conn, br, "REPLCONF", "rdb-only", "1")
+	if _, err := command(conn, br, "REPLCONF", "rdb-only", "1"); err != nil && !errors.As(err, new(replyError)) {
+		return ctxErr(ctx, d.explain(fmt.Errorf("REPLCONF: %w", err)))
+	}
 	if _, err := conn.Write([]byte("*1\r\n$4\r\nSYNC\r\n")); err != nil {
-		return d.explain(err)
+		return ctxErr(ctx, d.explain(err))
 	}
 	// The master sends newlines as keepalives while it prepares.
 	var header string
 	for {
-		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Minute))
 		line, err := br.ReadString('\n')
 		if err != nil {
 			return ctxErr(ctx, fmt.Errorf("redis %s: SYNC: %w", d.where, err))
@@ -231,12 +257,14 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 		header = line
 		break
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	if mark, ok := strings.CutPrefix(header, "$EOF:"); ok {
 		if len(mark) != eofMarkLen {
 			return fmt.Errorf("redis %s: SYNC: bad end marker in %q", d.where, header)
 		}
-		return ctxErr(ctx, copyUntilMark(w, br, []byte(mark)))
+		if err := copyUntilMark(w, br, []byte(mark)); err != nil {
+			return ctxErr(ctx, fmt.Errorf("redis %s: SYNC: %w", d.where, err))
+		}
+		return nil
 	}
 	size, err := strconv.ParseInt(strings.TrimPrefix(header, "$"), 10, 64)
 	if err != nil || !strings.HasPrefix(header, "$") {
@@ -278,7 +306,7 @@ func copyUntilMark(w io.Writer, r io.Reader, mark []byte) error {
 		}
 		if err != nil {
 			if err == io.EOF {
-				return fmt.Errorf("redis: the snapshot ended before its end marker")
+				return fmt.Errorf("the snapshot ended before its end marker")
 			}
 			return err
 		}
@@ -333,7 +361,7 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 
 	c := d.client()
 	defer c.Close()
-	restoreAuth, err := d.clearMasterAuth(ctx, c)
+	restoreAuth, err := d.useSourceAuth(ctx, c, src.password)
 	if err != nil {
 		return err
 	}
@@ -379,27 +407,32 @@ func writeSnapshot(path string, r io.Reader) error {
 
 // source is the temporary redis-server a restore replicates from.
 type source struct {
-	port   int
-	srv    *exec.Cmd
-	client *goredis.Client
+	port     int
+	password string
+	srv      *exec.Cmd
+	client   *goredis.Client
 }
 
 // startSource starts redis-server on the snapshot in dir and waits until it
-// has loaded it.
+// has loaded it. The server takes a random password: anyone on the host could
+// otherwise read the snapshot from it, or write into what the target loads.
 func startSource(ctx context.Context, dir string) (*source, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	srv := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--protected-mode", "no",
-		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--logfile", filepath.Join(dir, "redis.log"))
-	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := srv.Start(); err != nil {
+	s := &source{port: port, password: randomPassword()}
+	// The configuration comes on stdin ("-"): the password is in no
+	// argument, where ps would show it, and in no file.
+	s.srv = exec.Command("redis-server", "-")
+	s.srv.Stdin = strings.NewReader(sourceConfig(port, dir, s.password))
+	s.srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.srv.Env = drivers.ToolEnv(nil)
+	if err := s.srv.Start(); err != nil {
 		return nil, fmt.Errorf("redis: start the temporary redis-server: %w", err)
 	}
-	s := &source{port: port, srv: srv,
-		client: goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Protocol: 2, DisableIdentity: true})}
+	s.client = goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Password: s.password,
+		Protocol: 2, DisableIdentity: true})
 	if err := waitFor(ctx, 30*time.Second, func() error {
 		loading, err := info(ctx, s.client, "persistence", "loading")
 		if err == nil && loading != "0" {
@@ -414,34 +447,82 @@ func startSource(ctx context.Context, dir string) (*source, error) {
 	return s, nil
 }
 
+// sourceConfig is the temporary server's redis.conf: on a loopback port, the
+// snapshot in dir, no persistence, a diskless full sync at once.
+func sourceConfig(port int, dir, password string) string {
+	return strings.Join([]string{
+		"port " + strconv.Itoa(port),
+		"bind 127.0.0.1",
+		"dir " + confQuote(dir),
+		"dbfilename dump.rdb",
+		`save ""`,
+		"appendonly no",
+		"repl-diskless-sync yes",
+		"repl-diskless-sync-delay 0",
+		"logfile " + confQuote(filepath.Join(dir, "redis.log")),
+		"requirepass " + password,
+	}, "\n") + "\n"
+}
+
+// confQuote quotes s as a string of redis.conf.
+func confQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// randomPassword is 32 random bytes in hex.
+func randomPassword() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
 func (s *source) stop() {
 	s.client.Close()
 	_ = s.srv.Process.Signal(syscall.SIGTERM)
-	_, _ = s.srv.Process.Wait()
+	_ = s.srv.Wait()
 }
 
-// clearMasterAuth empties the target's masteruser and masterauth (the
-// temporary server has no password) and returns what puts them back.
-func (d *Driver) clearMasterAuth(ctx context.Context, c *goredis.Client) (restore func(), err error) {
+// useSourceAuth makes the target log in to the temporary server with its
+// password, as the default user, and returns what puts the target's own
+// masteruser and masterauth back.
+func (d *Driver) useSourceAuth(ctx context.Context, c *goredis.Client, password string) (restore func(), err error) {
 	saved := map[string]string{}
 	restore = func() {
 		rctx := context.WithoutCancel(ctx)
 		for k, v := range saved {
-			if v != "" {
-				_ = c.ConfigSet(rctx, k, v).Err()
-			}
+			_ = c.ConfigSet(rctx, k, v).Err()
 		}
 	}
-	for _, k := range []string{"masteruser", "masterauth"} {
-		if v, err := c.ConfigGet(ctx, k).Result(); err == nil {
-			saved[k] = v[k]
-			if v[k] != "" {
-				if err := c.ConfigSet(ctx, k, "").Err(); err != nil {
-					restore()
-					return nil, d.explain(err)
-				}
-			}
+	for _, kv := range [][2]string{{"masteruser", ""}, {"masterauth", password}} {
+		k, v := kv[0], kv[1]
+		cur, err := c.ConfigGet(ctx, k).Result()
+		if err != nil {
+			restore()
+			return nil, d.explain(err)
 		}
+		old, known := cur[k]
+		if !known && v == "" {
+			continue // a server without ACL users (before Redis 6) has no masteruser
+		}
+		if err := c.ConfigSet(ctx, k, v).Err(); err != nil {
+			restore()
+			return nil, d.explain(err)
+		}
+		saved[k] = old
 	}
 	return restore, nil
 }
