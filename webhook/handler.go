@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -18,6 +19,12 @@ import (
 // maxBody bounds an AdmissionReview request (the API server sends at most
 // a few MiB).
 const maxBody = 7 << 20
+
+// Warnings of pods admitted unchanged because the webhook could not look at
+// them (failurePolicy: Ignore would admit them so too, but silently).
+const (
+	warnUndecodable = "remora: not injected: the pod in the admission request could not be decoded (%v); it is admitted without the remora sidecar"
+)
 
 // Metric names.
 const (
@@ -38,7 +45,7 @@ type Handler struct {
 func NewHandler(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Handler {
 	h := &Handler{Config: cfg, Log: log,
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricAdmissions,
-			Help: "Admission requests by result: injected, skipped, skipped_warning (not injected although asked for: see the warning), denied, error."}, []string{"result"}),
+			Help: "Admission requests by result: injected, skipped, skipped_warning (not injected although asked for: see the warning), denied, undecodable (the pod could not be read: admitted unchanged with a warning), error."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDuration,
 			Help: "Time to answer an admission request.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 	}
@@ -103,6 +110,8 @@ func decode(w http.ResponseWriter, r *http.Request) (*admissionv1.AdmissionReque
 // resultLabel is the metric's result label for what Mutate decided.
 func resultLabel(res Result) string {
 	switch {
+	case res.Undecodable:
+		return "undecodable"
 	case res.Denied != "":
 		return "denied"
 	case res.Patch != nil:
@@ -119,9 +128,12 @@ func Review(req *admissionv1.AdmissionRequest, cfg Config) (*admissionv1.Admissi
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
 	var pod corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-		resp.Allowed = false
-		resp.Result = &metav1.Status{Code: 400, Message: "remora: the request holds no pod: " + err.Error()}
-		return resp, Result{Denied: resp.Result.Message}
+		// Fail open, as failurePolicy: Ignore promises: what cannot be read
+		// is not the webhook's to refuse. The message names the field and
+		// its type, never a value.
+		res := Result{Undecodable: true, Skip: fmt.Sprintf(warnUndecodable, err)}
+		resp.Warnings = []string{res.Skip}
+		return resp, res
 	}
 	ns := req.Namespace
 	if ns == "" {

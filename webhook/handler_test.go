@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // TestHandler posts AdmissionReviews, good and bad, to the handler behind a
@@ -115,8 +117,54 @@ func TestReview(t *testing.T) {
 	if err := json.Unmarshal(resp.Patch, &ops); err != nil || len(ops) != 5 {
 		t.Fatalf("patch: %s %v", resp.Patch, err)
 	}
-	resp, _ = Review(&admissionv1.AdmissionRequest{UID: "x", Object: runtime.RawExtension{Raw: []byte("{not json")}}, Config{})
-	if resp.Allowed {
-		t.Fatal("a broken request was allowed")
+	resp, res := Review(&admissionv1.AdmissionRequest{UID: "x", Object: runtime.RawExtension{Raw: []byte("{not json")}}, Config{})
+	if !resp.Allowed || resp.Patch != nil || len(resp.Warnings) != 1 || resultLabel(res) != "undecodable" {
+		t.Fatalf("a pod that cannot be decoded must be admitted unchanged with a warning: %+v", resp)
+	}
+}
+
+// reviewOf is an AdmissionReview request with uid for the JSON object obj.
+func reviewOf(uid string, obj []byte) []byte {
+	b, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+		"request": map[string]any{"uid": uid, "kind": map[string]any{"kind": "Pod", "version": "v1"}, "operation": "CREATE",
+			"namespace": "shop", "object": json.RawMessage(obj)}})
+	return b
+}
+
+// postReview posts body to srv and decodes the AdmissionReview it answers.
+func postReview(t *testing.T, srv *httptest.Server, body []byte) *admissionv1.AdmissionResponse {
+	t.Helper()
+	resp, err := srv.Client().Post(srv.URL, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	defer resp.Body.Close()
+	var out admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Response == nil {
+		t.Errorf("status %d, %v: %+v", resp.StatusCode, err, out)
+		return nil
+	}
+	return out.Response
+}
+
+// A review whose pod cannot be decoded is admitted unchanged with a warning,
+// as failurePolicy: Ignore promises, and counted.
+func TestUndecodablePodIsAdmitted(t *testing.T) {
+	h := NewHandler(goldenConfig(), nil, prometheus.NewRegistry())
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	for i, obj := range []string{`{"spec":{"containers":"not a list"}}`, `[1,2]`, `"a string"`, `{"metadata":{"annotations":{"remora.dev/inject":7}}}`} {
+		uid := fmt.Sprintf("u-%d", i)
+		r := postReview(t, srv, reviewOf(uid, []byte(obj)))
+		if r == nil {
+			continue
+		}
+		if !r.Allowed || r.UID != types.UID(uid) || r.Patch != nil || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "without the remora sidecar") {
+			t.Errorf("%s: %+v", obj, r)
+		}
+	}
+	if got := testutil.ToFloat64(h.total.WithLabelValues("undecodable")); got != 4 {
+		t.Errorf("undecodable = %v, want 4", got)
 	}
 }
