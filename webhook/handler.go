@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,16 +15,23 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
-// maxBody bounds an AdmissionReview request (the API server sends at most
-// a few MiB).
-const maxBody = 7 << 20
+// maxBody bounds an AdmissionReview request. A pod is at most about 1.5 MiB
+// (etcd's request limit), so 3 MiB is ample; what is larger is answered
+// without being read whole.
+const maxBody = 3 << 20
+
+// uidPrefix is how much of a request announced as too large is read to find
+// its UID, which the API server writes before the object.
+const uidPrefix = 64 << 10
 
 // Warnings of pods admitted unchanged because the webhook could not look at
 // them (failurePolicy: Ignore would admit them so too, but silently).
 const (
 	warnUndecodable = "remora: not injected: the pod in the admission request could not be decoded (%v); it is admitted without the remora sidecar"
+	warnTooLarge    = "remora: not injected: the admission request is larger than 3 MiB; the pod is admitted without the remora sidecar"
 )
 
 // Metric names.
@@ -45,7 +53,7 @@ type Handler struct {
 func NewHandler(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Handler {
 	h := &Handler{Config: cfg, Log: log,
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricAdmissions,
-			Help: "Admission requests by result: injected, skipped, skipped_warning (not injected although asked for: see the warning), denied, undecodable (the pod could not be read: admitted unchanged with a warning), error."}, []string{"result"}),
+			Help: "Admission requests by result: injected, skipped, skipped_warning (not injected although asked for: see the warning), denied, undecodable (the pod could not be read: admitted unchanged with a warning), too_large (over 3 MiB: admitted unchanged with a warning when its UID can be read, else 413), error."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDuration,
 			Help: "Time to answer an admission request.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 	}
@@ -61,8 +69,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.total.WithLabelValues(result).Inc()
 		h.duration.Observe(time.Since(start).Seconds())
 	}()
-	req, ok := decode(w, r)
-	if !ok {
+	req, failed := h.decode(w, r)
+	if req == nil {
+		result = failed
 		return
 	}
 	resp, res := Review(req, h.Config)
@@ -70,41 +79,115 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.Log != nil {
 		h.Log.Info("admission", "namespace", req.Namespace, "name", req.Name, "result", result, "reason", res.Skip+res.Denied)
 	}
+	if writeReview(w, resp) != nil {
+		result = "error"
+	}
+}
+
+// admitUnchanged answers the request with uid: admitted unchanged, with
+// warning.
+func (h *Handler) admitUnchanged(w http.ResponseWriter, uid types.UID, warning string) {
+	if h.Log != nil {
+		h.Log.Warn("admitted unchanged", "uid", uid, "reason", warning)
+	}
+	writeReview(w, &admissionv1.AdmissionResponse{UID: uid, Allowed: true, Warnings: []string{warning}})
+}
+
+// writeReview writes resp in an AdmissionReview; the error is encoding's
+// (then answered with a 500), not the client's.
+func writeReview(w http.ResponseWriter, resp *admissionv1.AdmissionResponse) error {
 	out, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Response: resp})
 	if err != nil {
-		result = "error"
 		http.Error(w, "encoding the response: "+err.Error(), http.StatusInternalServerError)
-		return
+		return err
 	}
 	// One write with its length: no chunked encoding, fewer TLS records.
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.Write(out)
+	return nil
 }
 
 // decode checks that r POSTs a JSON AdmissionReview of at most maxBody and
-// returns its request; when it does not, decode answers the error itself and
-// returns false.
-func decode(w http.ResponseWriter, r *http.Request) (*admissionv1.AdmissionRequest, bool) {
+// returns its request. When it does not, decode answers itself and returns
+// the result label of its answer: a request too large is admitted unchanged
+// with a warning when its UID can be read, else refused with 413.
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request) (*admissionv1.AdmissionRequest, string) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
-		return nil, false
+		return nil, "error"
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		http.Error(w, "Content-Type must be application/json", http.StatusUnsupportedMediaType)
-		return nil, false
+		return nil, "error"
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil || len(body) > maxBody {
-		http.Error(w, "the request is too large or unreadable", http.StatusRequestEntityTooLarge)
-		return nil, false
+	body, tooLarge, err := readBody(r)
+	switch {
+	case err != nil:
+		http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
+		return nil, "error"
+	case tooLarge:
+		if uid := requestUID(body); uid != "" {
+			h.admitUnchanged(w, uid, warnTooLarge)
+		} else {
+			http.Error(w, "the request is larger than 3 MiB", http.StatusRequestEntityTooLarge)
+		}
+		return nil, "too_large"
 	}
 	var review admissionv1.AdmissionReview
 	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
 		http.Error(w, "not an admission.k8s.io/v1 AdmissionReview", http.StatusBadRequest)
-		return nil, false
+		return nil, "error"
 	}
-	return review.Request, true
+	return review.Request, ""
+}
+
+// readBody reads r's body, at most maxBody. A body announced as larger is
+// not read beyond uidPrefix; one that turns out larger, not beyond maxBody+1.
+func readBody(r *http.Request) (body []byte, tooLarge bool, err error) {
+	if r.ContentLength > maxBody {
+		body, err = io.ReadAll(io.LimitReader(r.Body, uidPrefix))
+		return body, true, err
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // one allocation when the length is announced
+	}
+	_, err = buf.ReadFrom(io.LimitReader(r.Body, maxBody+1))
+	return buf.Bytes(), buf.Len() > maxBody, err
+}
+
+// requestUID is request.uid in the start of an AdmissionReview, "" when it
+// is not there (the API server writes it before the object).
+func requestUID(prefix []byte) types.UID {
+	dec := json.NewDecoder(bytes.NewReader(prefix))
+	var uid string
+	if !seek(dec, "request") || !seek(dec, "uid") || dec.Decode(&uid) != nil {
+		return ""
+	}
+	return types.UID(uid)
+}
+
+// seek enters the JSON object dec is at and stops before the value of key;
+// false when the object has no such key or the input ends first.
+func seek(dec *json.Decoder, key string) bool {
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if k == key {
+			return true
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // resultLabel is the metric's result label for what Mutate decided.

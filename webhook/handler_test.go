@@ -65,8 +65,11 @@ func TestHandler(t *testing.T) {
 	if got := testutil.ToFloat64(h.total.WithLabelValues("injected")); got != 1 {
 		t.Errorf("injected = %v", got)
 	}
-	if got := testutil.ToFloat64(h.total.WithLabelValues("error")); got != 4 {
-		t.Errorf("error = %v, want 4 (the bad requests)", got)
+	if got := testutil.ToFloat64(h.total.WithLabelValues("error")); got != 3 {
+		t.Errorf("error = %v, want 3 (the bad requests)", got)
+	}
+	if got := testutil.ToFloat64(h.total.WithLabelValues("too_large")); got != 1 {
+		t.Errorf("too_large = %v, want 1", got)
 	}
 	if n, _ := testutil.GatherAndCount(reg, MetricAdmissions, MetricDuration); n < 2 {
 		t.Errorf("metrics registered: %d", n)
@@ -123,11 +126,12 @@ func TestReview(t *testing.T) {
 	}
 }
 
-// reviewOf is an AdmissionReview request with uid for the JSON object obj.
+// reviewOf is an AdmissionReview request with uid for the JSON object obj,
+// its fields in the API server's order (the UID first).
 func reviewOf(uid string, obj []byte) []byte {
-	b, _ := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-		"request": map[string]any{"uid": uid, "kind": map[string]any{"kind": "Pod", "version": "v1"}, "operation": "CREATE",
-			"namespace": "shop", "object": json.RawMessage(obj)}})
+	b, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: types.UID(uid), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Operation: admissionv1.Create, Namespace: "shop", Object: runtime.RawExtension{Raw: obj}}})
 	return b
 }
 
