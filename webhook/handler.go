@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,13 +33,30 @@ const uidPrefix = 64 << 10
 const (
 	warnUndecodable = "remora: not injected: the pod in the admission request could not be decoded (%v); it is admitted without the remora sidecar"
 	warnTooLarge    = "remora: not injected: the admission request is larger than 3 MiB; the pod is admitted without the remora sidecar"
+	warnBusy        = "remora: not injected: the webhook is busy (%d admissions at once); the pod is admitted without the remora sidecar"
 )
 
 // Metric names.
 const (
 	MetricAdmissions = "remora_webhook_admissions_total"
 	MetricDuration   = "remora_webhook_admission_duration_seconds"
+	MetricInFlight   = "remora_webhook_admissions_in_flight"
+	MetricWaiting    = "remora_webhook_admissions_waiting"
 )
+
+// Limits bound the admissions a Handler works on at once, and so its memory:
+// each may hold a request of up to 3 MiB and the pod decoded from it.
+type Limits struct {
+	MaxInFlight int // admissions read and answered at once (at least 1)
+	// QueueWait is how long a request that finds every slot taken waits
+	// for one (less if the request ends first). Then, or at once when 0,
+	// it is admitted unchanged with a warning and counted as busy. Keep it
+	// well below the webhook's timeoutSeconds, so the answer arrives.
+	QueueWait time.Duration
+}
+
+// DefaultLimits fit the chart's 128 MiB webhook.
+var DefaultLimits = Limits{MaxInFlight: 8, QueueWait: 2 * time.Second}
 
 // Handler serves /mutate: it checks and decodes the request and hands the
 // pod to Review.
@@ -47,18 +65,33 @@ type Handler struct {
 	Log      *slog.Logger
 	total    *prometheus.CounterVec
 	duration prometheus.Histogram
+	inFlight prometheus.Gauge
+	waiting  prometheus.Gauge
+	limits   Limits
+	slots    chan struct{} // one token per admission in flight
+	inSlot   func()        // tests: called once a request holds a slot
 }
 
-// NewHandler registers the webhook's metrics with reg.
+// NewHandler registers the webhook's metrics with reg. Its limits are
+// DefaultLimits until SetLimits.
 func NewHandler(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Handler {
 	h := &Handler{Config: cfg, Log: log,
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricInFlight, Help: "Admission requests being read and answered."}),
+		waiting:  prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricWaiting, Help: "Admission requests waiting for a slot (see --max-in-flight)."}),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricAdmissions,
-			Help: "Admission requests by result: injected, skipped, skipped_warning (not injected although asked for: see the warning), denied, undecodable (the pod could not be read: admitted unchanged with a warning), too_large (over 3 MiB: admitted unchanged with a warning when its UID can be read, else 413), error."}, []string{"result"}),
+			Help: "Admission requests by result: injected, skipped, skipped_warning (not injected although asked for: see the warning), denied, undecodable (the pod could not be read: admitted unchanged with a warning), too_large (over 3 MiB: admitted unchanged with a warning when its UID can be read, else 413), busy (no slot free in time: admitted unchanged with a warning when its UID can be read, else 503), error."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDuration,
 			Help: "Time to answer an admission request.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 	}
-	reg.MustRegister(h.total, h.duration)
+	reg.MustRegister(h.total, h.duration, h.inFlight, h.waiting)
+	h.SetLimits(DefaultLimits)
 	return h
+}
+
+// SetLimits sets the handler's limits; call it before serving.
+func (h *Handler) SetLimits(l Limits) {
+	l.MaxInFlight = max(l.MaxInFlight, 1)
+	h.limits, h.slots = l, make(chan struct{}, l.MaxInFlight)
 }
 
 // ServeHTTP answers one AdmissionReview and counts it by result.
@@ -69,6 +102,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.total.WithLabelValues(result).Inc()
 		h.duration.Observe(time.Since(start).Seconds())
 	}()
+	if !accepts(w, r) {
+		return
+	}
+	release, ok := h.acquire(r.Context())
+	if !ok {
+		result = "busy"
+		h.answerBusy(w, r)
+		return
+	}
+	defer release()
+	if h.inSlot != nil {
+		h.inSlot()
+	}
 	req, failed := h.decode(w, r)
 	if req == nil {
 		result = failed
@@ -82,6 +128,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if writeReview(w, resp) != nil {
 		result = "error"
 	}
+}
+
+// acquire takes a slot, waiting up to QueueWait for one, and returns what
+// gives it back; false when none came free.
+func (h *Handler) acquire(ctx context.Context) (release func(), ok bool) {
+	release = func() {
+		<-h.slots
+		h.inFlight.Dec()
+	}
+	select {
+	case h.slots <- struct{}{}:
+		h.inFlight.Inc()
+		return release, true
+	default:
+	}
+	if h.limits.QueueWait <= 0 {
+		return nil, false
+	}
+	h.waiting.Inc()
+	defer h.waiting.Dec()
+	timer := time.NewTimer(h.limits.QueueWait)
+	defer timer.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		h.inFlight.Inc()
+		return release, true
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return nil, false
+}
+
+// answerBusy answers a request that got no slot, having read no more of it
+// than names its UID: admitted unchanged with a warning, or 503 when the UID
+// is not there.
+func (h *Handler) answerBusy(w http.ResponseWriter, r *http.Request) {
+	prefix, _ := io.ReadAll(io.LimitReader(r.Body, uidPrefix))
+	if uid := requestUID(prefix); uid != "" {
+		h.admitUnchanged(w, uid, fmt.Sprintf(warnBusy, h.limits.MaxInFlight))
+		return
+	}
+	http.Error(w, "the webhook is busy", http.StatusServiceUnavailable)
 }
 
 // admitUnchanged answers the request with uid: admitted unchanged, with
@@ -108,19 +196,24 @@ func writeReview(w http.ResponseWriter, resp *admissionv1.AdmissionResponse) err
 	return nil
 }
 
-// decode checks that r POSTs a JSON AdmissionReview of at most maxBody and
-// returns its request. When it does not, decode answers itself and returns
-// the result label of its answer: a request too large is admitted unchanged
-// with a warning when its UID can be read, else refused with 413.
-func (h *Handler) decode(w http.ResponseWriter, r *http.Request) (*admissionv1.AdmissionRequest, string) {
+// accepts checks that r POSTs JSON, and answers it when it does not.
+func accepts(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
-		return nil, "error"
+		return false
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		http.Error(w, "Content-Type must be application/json", http.StatusUnsupportedMediaType)
-		return nil, "error"
+		return false
 	}
+	return true
+}
+
+// decode reads r's AdmissionReview, of at most maxBody, and returns its
+// request. When it cannot, decode answers itself and returns the result
+// label of its answer: a request too large is admitted unchanged with a
+// warning when its UID can be read, else refused with 413.
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request) (*admissionv1.AdmissionRequest, string) {
 	body, tooLarge, err := readBody(r)
 	switch {
 	case err != nil:

@@ -3,12 +3,16 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -97,5 +101,85 @@ func TestOversizedRequestServed(t *testing.T) {
 	defer srv.Close()
 	if r := postReview(t, srv, reviewOf("big", hugePod(6800<<10))); r != nil && (!r.Allowed || r.UID != "big" || r.Patch != nil || len(r.Warnings) != 1) {
 		t.Errorf("allowed %v, uid %q, %d bytes of patch, warnings %q", r.Allowed, r.UID, len(r.Patch), r.Warnings)
+	}
+}
+
+// N+1 concurrent admissions never have more than N in flight: the extra one
+// waits for a slot, or, with no wait allowed, is admitted unchanged with a
+// warning and counted as busy. A real server and the real handler; a hook
+// holds the admissions inside their slots.
+func TestAdmissionsInFlightBounded(t *testing.T) {
+	const n = 2
+	pod, _ := json.Marshal(postgresPod())
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+	}{
+		{"the extra one waits", time.Hour}, // never reached: a slot frees first
+		{"the extra one is admitted unchanged", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHandler(goldenConfig(), nil, prometheus.NewRegistry())
+			h.SetLimits(Limits{MaxInFlight: n, QueueWait: tc.wait})
+			var in, most atomic.Int32
+			entered, release := make(chan struct{}, n+1), make(chan struct{})
+			h.inSlot = func() {
+				cur := in.Add(1)
+				for m := most.Load(); cur > m && !most.CompareAndSwap(m, cur); m = most.Load() {
+				}
+				entered <- struct{}{}
+				<-release
+				in.Add(-1)
+			}
+			srv := httptest.NewTLSServer(h)
+			defer srv.Close()
+			var once sync.Once
+			releaseAll := func() { once.Do(func() { close(release) }) }
+			defer releaseAll() // before srv.Close, which waits for the handlers
+			answers := make(chan *admissionv1.AdmissionResponse, n+1)
+			for i := range n + 1 {
+				go func() { answers <- postReview(t, srv, reviewOf(fmt.Sprintf("u-%d", i), pod)) }()
+			}
+			for range n {
+				<-entered
+			}
+			pending := n + 1 // answers to come once the slots are released
+			if tc.wait == 0 {
+				var r *admissionv1.AdmissionResponse
+				select {
+				case r = <-answers: // the others are held in their slots
+				case <-entered:
+					t.Fatalf("admission %d went in while %d held their slots", n+1, n)
+				}
+				if r != nil && (!r.Allowed || r.Patch != nil || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "busy")) {
+					t.Errorf("the extra admission: allowed %v, %d bytes of patch, warnings %q", r.Allowed, len(r.Patch), r.Warnings)
+				}
+				pending--
+			} else {
+				for testutil.ToFloat64(h.waiting) != 1 {
+					select {
+					case <-entered:
+						t.Fatalf("admission %d went in while %d held their slots", n+1, n)
+					default:
+						runtime.Gosched()
+					}
+				}
+			}
+			releaseAll()
+			for range pending {
+				if r := <-answers; r != nil && len(r.Patch) == 0 {
+					t.Errorf("an admission with a slot was not injected: %q", r.Warnings)
+				}
+			}
+			if m := most.Load(); m != n {
+				t.Errorf("%d admissions in flight at most, want %d", m, n)
+			}
+			if busy, want := testutil.ToFloat64(h.total.WithLabelValues("busy")), float64(n+1-pending); busy != want {
+				t.Errorf("busy = %v, want %v", busy, want)
+			}
+			if got := testutil.ToFloat64(h.inFlight); got != 0 {
+				t.Errorf("in flight after all answers: %v", got)
+			}
+		})
 	}
 }
