@@ -68,3 +68,27 @@ const (
 	EnvDBUser     = "REMORA_DB_USER"
 	EnvDBPassword = "REMORA_DB_PASSWORD"
 )
+
+// StorageSecretKeys are the keys of a storage Secret (remora.dev/storage)
+// that become the sidecar's environment; the Secret's other keys are
+// ignored, so that no Secret can set LD_PRELOAD, PATH or REMORA_PG_BIN in
+// the agent. Where the storage is, its keys, encryption, signing, the
+// retention floor, and notifications.
+func StorageSecretKeys() []string {
+	return []string{
+		EnvStorage,
+		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+		"AGE_RECIPIENTS", "REMORA_ENCRYPT_TO",
+		"REMORA_SIGNING_KEY", "REMORA_VERIFY_KEY", "REMORA_RETENTION_MIN",
+		"REMORA_SMTP_HOST", "REMORA_SMTP_PORT", "REMORA_SMTP_USERNAME", "REMORA_SMTP_PASSWORD",
+		"REMORA_SMTP_FROM", "REMORA_SMTP_TO", "REMORA_SMTP_CA_FILE",
+		"REMORA_NOTIFY_WEBHOOK_URL", "REMORA_NOTIFY_ON_SUCCESS",
+	}
+}
+
+// CredentialsSecretKeys are the keys of the credentials Secret
+// (remora.dev/credentials) that become the sidecar's environment; the
+// Secret's other keys are ignored.
+func CredentialsSecretKeys() []string {
+	return []string{EnvDSN, EnvDBUser, EnvDBPassword}
+}

@@ -20,8 +20,7 @@ func container(pod *corev1.Pod, t *target, cfg Config) corev1.Container {
 		Name:            sidecar.ContainerName,
 		Image:           cmp.Or(cfg.Image, DefaultImage),
 		Command:         []string{"remora", "agent"},
-		Env:             sidecarEnv(t, cfg),
-		EnvFrom:         envFrom(t.spec),
+		Env:             withSecretEnv(sidecarEnv(t, cfg), t.spec),
 		VolumeMounts:    mounts(t),
 		Resources:       cfg.Resources,
 		Ports:           []corev1.ContainerPort{{Name: sidecar.MetricsPortName, ContainerPort: sidecar.MetricsPort, Protocol: corev1.ProtocolTCP}},
@@ -147,20 +146,37 @@ func containerPort(c *corev1.Container, def int32) int32 {
 	return def
 }
 
-// envFrom loads the storage Secrets the annotations name, then the
-// credentials Secret. Each is optional: a missing Secret must never stop the
-// database pod; the agent reports it instead.
-func envFrom(s spec.Spec) []corev1.EnvFromSource {
-	names := slices.Clone(s.Storage)
+// withSecretEnv appends to env the allowlisted keys of the storage Secrets
+// the annotations name, then of the credentials Secret: one optional
+// secretKeyRef per key, never a whole Secret (envFrom), so no Secret can set
+// LD_PRELOAD or REMORA_PG_BIN in the agent. A missing Secret or key sets
+// nothing: it never stops the database pod (the agent reports what is
+// missing), and without REMORA_STORAGE the agent falls back to
+// REMORA_DEFAULT_STORAGE. As with envFrom before, a later Secret holding a
+// key wins over an earlier one (the kubelet lets a later env entry win and
+// skips an optional one that is missing), and what the webhook sets itself
+// wins over every Secret: such names are not taken from them.
+func withSecretEnv(env []corev1.EnvVar, s spec.Spec) []corev1.EnvVar {
+	own := map[string]bool{}
+	for _, e := range env {
+		own[e.Name] = true
+	}
+	add := func(secret string, keys []string) {
+		optional := true
+		for _, k := range keys {
+			if !own[k] {
+				env = append(env, corev1.EnvVar{Name: k, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+					LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: k, Optional: &optional}}})
+			}
+		}
+	}
+	for _, name := range s.Storage {
+		add(name, sidecar.StorageSecretKeys())
+	}
 	if s.Credentials != "" {
-		names = append(names, s.Credentials)
+		add(s.Credentials, sidecar.CredentialsSecretKeys())
 	}
-	var out []corev1.EnvFromSource
-	optional := true
-	for _, name := range names {
-		out = append(out, corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Optional: &optional}})
-	}
-	return out
+	return env
 }
 
 // mounts are the sidecar's own volumes, then the database container's

@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // TestHandler posts AdmissionReviews, good and bad, to the handler behind a
@@ -63,8 +65,11 @@ func TestHandler(t *testing.T) {
 	if got := testutil.ToFloat64(h.total.WithLabelValues("injected")); got != 1 {
 		t.Errorf("injected = %v", got)
 	}
-	if got := testutil.ToFloat64(h.total.WithLabelValues("error")); got != 4 {
-		t.Errorf("error = %v, want 4 (the bad requests)", got)
+	if got := testutil.ToFloat64(h.total.WithLabelValues("error")); got != 3 {
+		t.Errorf("error = %v, want 3 (the bad requests)", got)
+	}
+	if got := testutil.ToFloat64(h.total.WithLabelValues("too_large")); got != 1 {
+		t.Errorf("too_large = %v, want 1", got)
 	}
 	if n, _ := testutil.GatherAndCount(reg, MetricAdmissions, MetricDuration); n < 2 {
 		t.Errorf("metrics registered: %d", n)
@@ -115,8 +120,55 @@ func TestReview(t *testing.T) {
 	if err := json.Unmarshal(resp.Patch, &ops); err != nil || len(ops) != 5 {
 		t.Fatalf("patch: %s %v", resp.Patch, err)
 	}
-	resp, _ = Review(&admissionv1.AdmissionRequest{UID: "x", Object: runtime.RawExtension{Raw: []byte("{not json")}}, Config{})
-	if resp.Allowed {
-		t.Fatal("a broken request was allowed")
+	resp, res := Review(&admissionv1.AdmissionRequest{UID: "x", Object: runtime.RawExtension{Raw: []byte("{not json")}}, Config{})
+	if !resp.Allowed || resp.Patch != nil || len(resp.Warnings) != 1 || resultLabel(res) != "undecodable" {
+		t.Fatalf("a pod that cannot be decoded must be admitted unchanged with a warning: %+v", resp)
+	}
+}
+
+// reviewOf is an AdmissionReview request with uid for the JSON object obj,
+// its fields in the API server's order (the UID first).
+func reviewOf(uid string, obj []byte) []byte {
+	b, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: types.UID(uid), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Operation: admissionv1.Create, Namespace: "shop", Object: runtime.RawExtension{Raw: obj}}})
+	return b
+}
+
+// postReview posts body to srv and decodes the AdmissionReview it answers.
+func postReview(t *testing.T, srv *httptest.Server, body []byte) *admissionv1.AdmissionResponse {
+	t.Helper()
+	resp, err := srv.Client().Post(srv.URL, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	defer resp.Body.Close()
+	var out admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Response == nil {
+		t.Errorf("status %d, %v: %+v", resp.StatusCode, err, out)
+		return nil
+	}
+	return out.Response
+}
+
+// A review whose pod cannot be decoded is admitted unchanged with a warning,
+// as failurePolicy: Ignore promises, and counted.
+func TestUndecodablePodIsAdmitted(t *testing.T) {
+	h := NewHandler(goldenConfig(), nil, prometheus.NewRegistry())
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	for i, obj := range []string{`{"spec":{"containers":"not a list"}}`, `[1,2]`, `"a string"`, `{"metadata":{"annotations":{"remora.dev/inject":7}}}`} {
+		uid := fmt.Sprintf("u-%d", i)
+		r := postReview(t, srv, reviewOf(uid, []byte(obj)))
+		if r == nil {
+			continue
+		}
+		if !r.Allowed || r.UID != types.UID(uid) || r.Patch != nil || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "without the remora sidecar") {
+			t.Errorf("%s: %+v", obj, r)
+		}
+	}
+	if got := testutil.ToFloat64(h.total.WithLabelValues("undecodable")); got != 4 {
+		t.Errorf("undecodable = %v, want 4", got)
 	}
 }

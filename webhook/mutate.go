@@ -52,6 +52,9 @@ type Result struct {
 	Denied string    // set: the pod is refused with this message
 	Skip   string    // set: why the pod is unchanged
 	Warn   bool      // Skip is also an admission warning: the pod asked for a backup it does not get
+	// Undecodable: the request's object could not be read as a pod; it is
+	// admitted unchanged with Skip as a warning.
+	Undecodable bool
 }
 
 // Mutate decides what to do with a pod being created in namespace ns: let it

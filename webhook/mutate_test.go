@@ -75,8 +75,8 @@ func TestMutatePostgresStatefulSet(t *testing.T) {
 	if v := envVar(&c, "REMORA_POD_NAME"); v == nil || v.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("pod name: %+v", v)
 	}
-	if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef.Name != "remora-storage" || !*c.EnvFrom[0].SecretRef.Optional {
-		t.Errorf("the storage Secret must be optional: %+v", c.EnvFrom)
+	if v := envVar(&c, "AWS_SECRET_ACCESS_KEY"); len(c.EnvFrom) != 0 || v == nil || v.ValueFrom.SecretKeyRef.Name != "remora-storage" || !*v.ValueFrom.SecretKeyRef.Optional {
+		t.Errorf("the storage Secret's keys must be optional references: %+v, %+v", v, c.EnvFrom)
 	}
 	var data *corev1.VolumeMount
 	for i := range c.VolumeMounts {

@@ -140,3 +140,76 @@ func toString(v any) string {
 	walk(v)
 	return b.String()
 }
+
+// The webhook's Go runtime keeps to its memory limit, which the Deployment
+// passes from the downward API, and its admissions in flight are bounded.
+func TestRenderWebhookLimits(t *testing.T) {
+	dep := render(t)["Deployment/remora-webhook"]
+	cs, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	c := cs[0].(map[string]any)
+	if args := toString(c["args"]); !strings.Contains(args, "--max-in-flight=8") {
+		t.Errorf("args: %s", args)
+	}
+	env, _, _ := unstructured.NestedSlice(c, "env")
+	found := false
+	for _, e := range env {
+		e := e.(map[string]any)
+		ref, _, _ := unstructured.NestedMap(e, "valueFrom", "resourceFieldRef")
+		if e["name"] == "REMORA_MEMORY_LIMIT" && ref["resource"] == "limits.memory" && ref["containerName"] == "webhook" && fmt.Sprint(ref["divisor"]) == "1" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no REMORA_MEMORY_LIMIT from limits.memory: %v", env)
+	}
+}
+
+// networkPolicy.enabled adds a NetworkPolicy that admits the webhook's port
+// (from the peers given, else anyone) and, with metrics, the metrics port.
+func TestRenderNetworkPolicy(t *testing.T) {
+	if objs := render(t); objs["NetworkPolicy/remora-webhook"] != nil {
+		t.Fatal("a NetworkPolicy without networkPolicy.enabled")
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // per rule: port, then the peers' CIDRs
+	}{
+		{"anyone", nil, []string{"8443", "9464"}},
+		{"no metrics", []string{"--set", "networkPolicy.metrics=false"}, []string{"8443"}},
+		{"peers", []string{"--set-json", `networkPolicy.webhookFrom=[{"ipBlock":{"cidr":"10.0.0.0/24"}}]`,
+			"--set-json", `networkPolicy.metricsFrom=[{"ipBlock":{"cidr":"10.1.0.0/16"}}]`}, []string{"8443 10.0.0.0/24", "9464 10.1.0.0/16"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			np := render(t, append([]string{"--set", "networkPolicy.enabled=true"}, tc.args...)...)["NetworkPolicy/remora-webhook"]
+			if np == nil {
+				t.Fatal("no NetworkPolicy")
+			}
+			if types, _, _ := unstructured.NestedStringSlice(np.Object, "spec", "policyTypes"); len(types) != 1 || types[0] != "Ingress" {
+				t.Errorf("policyTypes %v", types)
+			}
+			if sel, _, _ := unstructured.NestedStringMap(np.Object, "spec", "podSelector", "matchLabels"); sel["app.kubernetes.io/name"] != "remora" || sel["app.kubernetes.io/instance"] != "remora" {
+				t.Errorf("podSelector %v", sel)
+			}
+			rules, _, _ := unstructured.NestedSlice(np.Object, "spec", "ingress")
+			var got []string
+			for _, r := range rules {
+				r := r.(map[string]any)
+				ports, _ := r["ports"].([]any)
+				s := ""
+				for _, p := range ports {
+					s += fmt.Sprint(p.(map[string]any)["port"])
+				}
+				from, _ := r["from"].([]any)
+				for _, f := range from {
+					cidr, _, _ := unstructured.NestedString(f.(map[string]any), "ipBlock", "cidr")
+					s += " " + cidr
+				}
+				got = append(got, s)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("ingress %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -37,6 +38,8 @@ type webhookCommand struct {
 	tlsHosts                               string
 	caValidity, certValidity, certCheck    string
 	kubeServer, kubeToken, kubeCA          string
+	maxInFlight, queueWait, memoryLimit    string
+	limits                                 webhook.Limits
 }
 
 // certTimes are the lifetimes of the certificates --tls-secret makes and how
@@ -72,6 +75,12 @@ func (w *webhookCommand) Run(ctx context.Context, args []string) error {
 	}
 	times, err := w.certTimes()
 	if err != nil {
+		return err
+	}
+	if w.limits, err = w.admissionLimits(); err != nil {
+		return err
+	}
+	if err := w.setMemoryLimit(log); err != nil {
 		return err
 	}
 	// The API server: for --tls-secret, and to learn whether it runs native sidecars.
@@ -121,6 +130,9 @@ func (w *webhookCommand) parseFlags(args []string) error {
 	stringFlag(fs, &w.memRequest, "sidecar-memory-request", sidecar.MemoryRequest, "sidecar memory request")
 	stringFlag(fs, &w.memLimit, "sidecar-memory-limit", sidecar.MemoryLimit, "sidecar memory limit")
 	stringFlag(fs, &w.defaultStorage, "default-storage", "", "storage URL for sidecars whose storage Secret sets no REMORA_STORAGE")
+	stringFlag(fs, &w.maxInFlight, "max-in-flight", strconv.Itoa(webhook.DefaultLimits.MaxInFlight), "admission requests read and answered at once (each may hold up to 3 MiB)")
+	stringFlag(fs, &w.queueWait, "queue-wait", webhook.DefaultLimits.QueueWait.String(), "how long a request waits for a free slot before the pod is admitted unchanged with a warning (0: not at all); keep it below the webhook's timeoutSeconds")
+	stringFlag(fs, &w.memoryLimit, "memory-limit", "", "the container's memory limit (bytes, or a quantity such as 128Mi; the chart sets it from the pod's limit): unless GOMEMLIMIT is set, the Go runtime keeps to 90% of it (default: the cgroup's limit)")
 	stringFlag(fs, &w.logFormat, "log-format", "json", "log format: text or json")
 	stringFlag(fs, &w.logLevel, "log-level", "info", "log level")
 	return parse(fs, args)
@@ -181,6 +193,63 @@ func (w *webhookCommand) certTimes() (certTimes, error) {
 		*d.p = v
 	}
 	return t, nil
+}
+
+// admissionLimits reads --max-in-flight (at least 1) and --queue-wait (a
+// duration, 0 or more).
+func (w *webhookCommand) admissionLimits() (webhook.Limits, error) {
+	var l webhook.Limits
+	n, err := strconv.Atoi(w.maxInFlight)
+	if err != nil || n < 1 {
+		return l, usagef("--max-in-flight=%q: want a whole number of at least 1", w.maxInFlight)
+	}
+	wait, err := time.ParseDuration(w.queueWait)
+	if err != nil || wait < 0 {
+		return l, usagef("--queue-wait=%q: want a duration such as 2s, or 0", w.queueWait)
+	}
+	return webhook.Limits{MaxInFlight: n, QueueWait: wait}, nil
+}
+
+// setMemoryLimit holds the Go runtime to 90% of the container's memory
+// limit, so the collector works harder before the kernel kills the webhook
+// for a burst of large requests; GOMEMLIMIT, when set, is left in force.
+func (w *webhookCommand) setMemoryLimit(log *slog.Logger) error {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return nil
+	}
+	limit, from, err := w.goMemoryLimit("/")
+	if err != nil || limit == 0 {
+		return err
+	}
+	debug.SetMemoryLimit(limit)
+	log.Info("Go memory limit", "bytes", limit, "from", from)
+	return nil
+}
+
+// goMemoryLimit is 90% of --memory-limit, else of the memory limit of the
+// cgroup under root (v2, then v1), and where it came from; 0 when there is
+// none.
+func (w *webhookCommand) goMemoryLimit(root string) (int64, string, error) {
+	if w.memoryLimit != "" {
+		q, err := resource.ParseQuantity(w.memoryLimit)
+		if err != nil || q.Value() <= 0 {
+			return 0, "", usagef("--memory-limit=%q: want a size such as 128Mi or 134217728", w.memoryLimit)
+		}
+		return q.Value() / 10 * 9, "--memory-limit", nil
+	}
+	for _, f := range []string{"sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			continue
+		}
+		// "max" (v2) or a page-rounded 2^63 (v1) means no limit.
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || n <= 0 || n >= 1<<62 {
+			return 0, "", nil
+		}
+		return n / 10 * 9, "/" + f, nil
+	}
+	return 0, "", nil
 }
 
 // nativeSidecars is whether the API server supports native sidecars
@@ -252,7 +321,9 @@ func (w *webhookCommand) serve(ctx context.Context, cfg webhook.Config, certs ce
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle("/mutate", recycle.Wrap(webhook.NewHandler(cfg, log, reg)))
+	h := webhook.NewHandler(cfg, log, reg)
+	h.SetLimits(w.limits)
+	mux.Handle("/mutate", recycle.Wrap(h))
 	srv := &http.Server{Addr: w.listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second,
 		ConnState: recycle.ConnState, ConnContext: recycle.ConnContext,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}}
