@@ -76,7 +76,8 @@ func env(name, def string) string {
 //     ignored by podman 4.3, so they move to the regular containers;
 //   - the downward-API volume is not supported, so a ConfigMap carries the
 //     same annotations file, written the way the kubelet writes it;
-//   - envFrom Secrets become one secretKeyRef per key (podman secrets);
+//   - a secretKeyRef to a key the Secret lacks is dropped (the kubelet
+//     leaves an optional one unset; podman secrets hold the keys);
 //   - fieldRef metadata.namespace is not supported: the value the kubelet
 //     would give (the namespace) is written in;
 //   - images are local: imagePullPolicy Never.
@@ -115,29 +116,22 @@ func podmanPod(t *testing.T, stored *corev1.Pod, secrets map[string]map[string]s
 	for i := range p.Spec.Containers {
 		c := &p.Spec.Containers[i]
 		c.ImagePullPolicy = corev1.PullNever
-		var from []corev1.EnvVar
-		for _, ef := range c.EnvFrom {
-			if ef.SecretRef == nil {
-				continue
+		var env []corev1.EnvVar
+		for _, e := range c.Env {
+			f := e.ValueFrom
+			switch {
+			case f != nil && f.FieldRef != nil && f.FieldRef.FieldPath == "metadata.namespace":
+				e.ValueFrom, e.Value = nil, stored.Namespace
+			case f != nil && f.SecretKeyRef != nil:
+				// An optional key the Secret lacks leaves the variable
+				// unset, as the kubelet does.
+				if _, ok := secrets[f.SecretKeyRef.Name][f.SecretKeyRef.Key]; !ok {
+					continue
+				}
 			}
-			var keys []string
-			for k := range secrets[ef.SecretRef.Name] {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				from = append(from, corev1.EnvVar{Name: k, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-					LocalObjectReference: corev1.LocalObjectReference{Name: ef.SecretRef.Name}, Key: k}}})
-			}
+			env = append(env, e)
 		}
-		c.EnvFrom = nil
-		for j := range c.Env {
-			if f := c.Env[j].ValueFrom; f != nil && f.FieldRef != nil && f.FieldRef.FieldPath == "metadata.namespace" {
-				c.Env[j].ValueFrom, c.Env[j].Value = nil, stored.Namespace
-			}
-		}
-		// Secret variables first, as envFrom comes before env in Kubernetes.
-		c.Env = append(from, c.Env...)
+		c.Env = env
 	}
 	b, err := yaml.Marshal(p)
 	if err != nil {
