@@ -55,6 +55,8 @@ func TestOpenBadURLs(t *testing.T) {
 }
 
 func TestOpenOptions(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testenv.Canary)
 	tlsSrv := httptest.NewTLSServer(nil) // for a certificate to trust
 	tlsSrv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -76,6 +78,8 @@ func TestOpenOptions(t *testing.T) {
 }
 
 func TestString(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testenv.Canary)
 	for u, want := range map[string]string{
 		"s3://bucket/p?region=eu":                            "s3://bucket/p",
 		"s3://bucket/p?endpoint=http://minio:9000&retries=1": "s3://bucket/p at minio:9000",
