@@ -197,6 +197,9 @@ func (s *Storage) Check(ctx context.Context) error {
 		ok, err = s.core.BucketExists(ctx, s.bucket)
 		return err
 	})
+	if isDenied(err) {
+		ok, err = true, s.checkLimited(ctx)
+	}
 	if err != nil {
 		return s.err("check bucket", "", err)
 	}
@@ -204,6 +207,37 @@ func (s *Storage) Check(ctx context.Context) error {
 		return fmt.Errorf("storage %s: bucket %q does not exist: create it or fix the storage URL", s, s.bucket)
 	}
 	return nil
+}
+
+// checkLimited tells keys limited to a part of the bucket, such as one
+// namespace's prefix (README: Tenants), from wrong keys, after the bucket
+// check was denied. S3 grants that check (HEAD bucket) only to keys that may
+// list the whole bucket, and its denial has no body to say why; a listing's
+// denial has. AccessDenied there comes from a server that knows the keys (a
+// wrong key ID or secret is InvalidAccessKeyId or SignatureDoesNotMatch), so
+// the check passes, and a request beyond what the keys may reach fails when
+// it is made, with the same access-denied error.
+func (s *Storage) checkLimited(ctx context.Context) error {
+	err := s.retry(ctx, "check bucket", nil, func(ctx context.Context, _ io.Reader) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for o := range s.core.Client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, MaxKeys: 1}) {
+			return o.Err // the first page answered
+		}
+		return ctx.Err()
+	})
+	if isDenied(err) {
+		s.log.Debug("the keys may not list the whole storage; checking what they reach as it is used", "storage", s.String())
+		return nil
+	}
+	return err
+}
+
+// isDenied tells the answer of a server that knows the keys but does not
+// grant the request.
+func isDenied(err error) bool {
+	var resp minio.ErrorResponse
+	return errors.As(err, &resp) && resp.Code == "AccessDenied"
 }
 
 // err turns an S3 client error into one line that says what to fix.

@@ -155,3 +155,45 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("second Sweep: %d, %v", n, err)
 	}
 }
+
+// TestCheckLimitedKeys: keys that a policy limits to a part of the bucket (a
+// namespace's prefix) pass the check, which S3 denies them as a bucket-wide
+// request, and still reach their part; a wrong secret for them still fails.
+func TestCheckLimitedKeys(t *testing.T) {
+	srv := testenv.StartS3WithUsers(t)
+	srv.MakeBucket(t, "limited")
+	u := srv.CreateUser(t, "tenant-a")
+	srv.SetBucketPolicy(t, "limited", `{"Version": "2012-10-17", "Statement": [
+		{"Effect": "Allow", "Principal": {"AWS": ["tenant-a"]}, "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::limited",
+		 "Condition": {"StringLike": {"s3:prefix": ["p/a/", "p/a/*"]}}},
+		{"Effect": "Allow", "Principal": {"AWS": ["tenant-a"]}, "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::limited/p/a/*"}]}`)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, secret, want string
+	}{
+		{"limited keys", u.SecretKey, ""},
+		{"wrong secret", "wrong-" + testenv.Canary, "access denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("AWS_ACCESS_KEY_ID", u.AccessKey)
+			t.Setenv("AWS_SECRET_ACCESS_KEY", tc.secret)
+			s, err := storage.Open(ctx, srv.URL("limited", "p"), storage.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Check(ctx)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Check = %v", err)
+				}
+				if _, err := s.Put(ctx, "a/x", strings.NewReader("x")); err != nil {
+					t.Fatalf("Put in the keys' part: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), testenv.Canary) {
+				t.Fatalf("Check = %v, want %q without the secret", err, tc.want)
+			}
+		})
+	}
+}
