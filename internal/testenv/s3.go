@@ -22,18 +22,24 @@ type S3 struct {
 	SecretKey string
 	Region    string
 	Dir       string // the backend's root: buckets are directories here
+	bin       string
 	p         *proc
 }
 
 // StartS3 starts versitygw with its posix backend in a temp dir. The binary
 // is found through REMORA_VERSITYGW, bin/versitygw or PATH.
-func StartS3(t testing.TB) *S3 { t.Helper(); return startS3(t, "127.0.0.1") }
+func StartS3(t testing.TB) *S3 { t.Helper(); return startS3(t, "127.0.0.1", false) }
 
 // StartS3Everywhere is StartS3 listening on every interface, for containers
 // that reach the host through a bridge; Endpoint still names 127.0.0.1.
-func StartS3Everywhere(t testing.TB) *S3 { t.Helper(); return startS3(t, "0.0.0.0") }
+func StartS3Everywhere(t testing.TB) *S3 { t.Helper(); return startS3(t, "0.0.0.0", false) }
 
-func startS3(t testing.TB, host string) *S3 {
+// StartS3WithUsers is StartS3 with versitygw's internal IAM: besides the
+// root keys (AccessKey, SecretKey), CreateUser makes users, whose access
+// bucket policies (SetBucketPolicy) grant.
+func StartS3WithUsers(t testing.TB) *S3 { t.Helper(); return startS3(t, "127.0.0.1", true) }
+
+func startS3(t testing.TB, host string, users bool) *S3 {
 	t.Helper()
 	bin := lookPath("REMORA_VERSITYGW", "versitygw")
 	if bin == "" {
@@ -51,9 +57,17 @@ func startS3(t testing.TB, host string) *S3 {
 	var lastErr error
 	for try := 0; try < 3; try++ {
 		port := FreePort(t)
-		s := &S3{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), AccessKey: "remora-test", SecretKey: Canary, Region: "us-east-1", Dir: data}
-		cmd := exec.Command(bin, "--port", fmt.Sprintf("%s:%d", host, port), "--access", s.AccessKey, "--secret", s.SecretKey,
-			"--region", s.Region, "--health", "/health", "--quiet", "posix", data)
+		s := &S3{Endpoint: fmt.Sprintf("127.0.0.1:%d", port), AccessKey: "remora-test", SecretKey: Canary, Region: "us-east-1", Dir: data, bin: bin}
+		args := []string{"--port", fmt.Sprintf("%s:%d", host, port), "--access", s.AccessKey, "--secret", s.SecretKey,
+			"--region", s.Region, "--health", "/health", "--quiet"}
+		if users {
+			iam := filepath.Join(dir, fmt.Sprintf("iam-%d", try))
+			if err := os.Mkdir(iam, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, "--iam-dir", iam)
+		}
+		cmd := exec.Command(bin, append(args, "posix", data)...)
 		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID=", "ROOT_SECRET_ACCESS_KEY=")
 		s.p = start(t, cmd, filepath.Join(dir, fmt.Sprintf("versitygw-%d.log", try)))
 		lastErr = s.p.waitReady(func() error {
@@ -111,6 +125,38 @@ func (s *S3) Env() []string {
 func (s *S3) SetEnv(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", s.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", s.SecretKey)
+}
+
+// S3User is an account made by CreateUser.
+type S3User struct {
+	AccessKey, SecretKey string
+}
+
+// Env is the environment that gives Remora the user's keys.
+func (u S3User) Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + u.AccessKey, "AWS_SECRET_ACCESS_KEY=" + u.SecretKey}
+}
+
+// CreateUser makes a user account, with versitygw's admin API, on a server
+// started by StartS3WithUsers. The account has no access to anything until a
+// bucket policy grants it; its secret holds the canary.
+func (s *S3) CreateUser(t testing.TB, accessKey string) S3User {
+	t.Helper()
+	u := S3User{AccessKey: accessKey, SecretKey: accessKey + "-" + Canary}
+	cmd := exec.Command(s.bin, "admin", "--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region,
+		"--endpoint-url", "http://"+s.Endpoint, "create-user", "--access", u.AccessKey, "--secret", u.SecretKey, "--role", "user")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("create user %s: %v\n%s", accessKey, err, out)
+	}
+	return u
+}
+
+// SetBucketPolicy sets the bucket's policy (a JSON bucket policy document).
+func (s *S3) SetBucketPolicy(t testing.TB, bucket, policy string) {
+	t.Helper()
+	if err := s.Client(t).SetBucketPolicy(context.Background(), bucket, policy); err != nil {
+		t.Fatalf("set the policy of bucket %s: %v", bucket, err)
+	}
 }
 
 // Kill stops the server at once (SIGKILL), as a crash would.

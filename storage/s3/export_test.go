@@ -8,3 +8,7 @@ func SetBackoffUnit(d time.Duration) (restore func()) {
 	backoffUnit = d
 	return func() { backoffUnit = old }
 }
+
+// CredentialSource tells where the storage's keys come from: "keys", "file"
+// or "cloud".
+func CredentialSource(s any) string { return s.(*Storage).creds }

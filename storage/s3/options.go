@@ -36,6 +36,7 @@ type config struct {
 	s     *Storage
 	minio minio.Options
 	roots *x509.CertPool // from ca-file=; nil trusts the system's CAs
+	cloud bool           // credentials=cloud: the cloud identity, not keys
 }
 
 // option is one of the URL's options and how it sets up the config.
@@ -54,6 +55,7 @@ var options = []option{
 	{"part-size", setPartSize},
 	{"timeout", setTimeout},
 	{"retries", setRetries},
+	{"credentials", setCredentials},
 }
 
 // badURL is the error about a malformed s3:// URL: what is wrong, and an
@@ -200,5 +202,20 @@ func setRetries(c *config, v string) error {
 		return fmt.Errorf("retries=%q: want 0 to 20", v)
 	}
 	c.s.retries = n
+	return nil
+}
+
+// setCredentials takes keys (the default: AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, or the shared credentials file) or cloud (the cloud
+// identity, which must be asked for: see credentialsFromEnv).
+func setCredentials(c *config, v string) error {
+	switch v {
+	case "keys":
+		c.cloud = false
+	case "cloud":
+		c.cloud = true
+	default:
+		return fmt.Errorf("credentials=%q: want keys or cloud", v)
+	}
 	return nil
 }

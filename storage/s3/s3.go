@@ -6,7 +6,8 @@
 //	s3://bucket/prefix?endpoint=host:port&region=R&insecure=true&path-style=true&ca-file=/ca.pem&part-size=16MiB&timeout=60s&retries=5
 //
 // Keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else from the
-// shared credentials file or the cloud identity; never from the URL.
+// shared credentials file; from the cloud identity only with credentials=cloud;
+// never from the URL.
 //
 // Requests that meet a transient fault (a dropped connection, a stall, a 5xx,
 // 408 or 429 answer, S3's SlowDown-style codes) are retried with backoff; large
@@ -19,10 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -61,6 +64,7 @@ type Storage struct {
 	endpoint string
 	partSize int64
 	display  string
+	creds    string        // where the keys come from: fromKeys, fromFile or fromCloud
 	stall    time.Duration // a request that moves no data this long is retried
 	retries  int           // attempts after the first, for transient faults
 	log      *slog.Logger
@@ -75,12 +79,20 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 		return nil, err
 	}
 	s := c.s
+	display := *u
+	display.RawQuery = ""
+	s.display = display.String()
+	if s.endpoint != awsEndpoint {
+		s.display += " at " + s.endpoint
+	}
+	if c.minio.Creds, s.creds, err = credentialsFromEnv(c.cloud); err != nil {
+		return nil, fmt.Errorf("storage %s: %w", s, err)
+	}
 	tr, err := c.transport()
 	if err != nil {
 		return nil, err
 	}
 	c.minio.Transport = &clockTransport{base: tr, clock: &s.clock}
-	c.minio.Creds = credentialsFromEnv()
 	c.minio.MaxRetries = 1 // retries are ours (retry.go): longer backoff, stall detection
 	if s.core, err = minio.NewCore(s.endpoint, &c.minio); err != nil {
 		return nil, badURL(u, "%v", err)
@@ -90,31 +102,96 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	display := *u
-	display.RawQuery = ""
-	s.display = display.String()
-	if s.endpoint != awsEndpoint {
-		s.display += " at " + s.endpoint
-	}
 	return s, nil
 }
 
-// credentialsFromEnv uses static keys from AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY when both are set, else the ambient chain: the shared
-// credentials file, then the cloud identity (IRSA web identity, ECS/EKS pod
-// identity, EC2 instance profile).
-func credentialsFromEnv() *credentials.Credentials {
-	id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	if id != "" && secret != "" {
-		return credentials.NewStaticV4(id, secret, os.Getenv("AWS_SESSION_TOKEN"))
+// Where a storage's keys come from.
+const (
+	fromKeys  = "keys"  // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+	fromFile  = "file"  // the shared credentials file
+	fromCloud = "cloud" // the cloud identity, asked for with credentials=cloud
+)
+
+// credentialsFromEnv picks the keys: static ones from AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, else the shared credentials file; the cloud identity
+// (IRSA web identity, ECS/EKS pod identity, EC2 instance profile) only when
+// the URL asks for it. Nothing falls back silently: in a pod, the storage
+// Secret's keys arrive as these variables, and a Secret whose keys are
+// missing or empty must fail, not turn into the node's identity, which may
+// reach every tenant's backups. Errors name variables, never their values.
+func credentialsFromEnv(cloud bool) (*credentials.Credentials, string, error) {
+	id, idSet := os.LookupEnv("AWS_ACCESS_KEY_ID")
+	secret, secretSet := os.LookupEnv("AWS_SECRET_ACCESS_KEY")
+	switch {
+	case cloud && (idSet || secretSet):
+		return nil, "", errors.New("credentials=cloud asks for the cloud identity, but AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is set too: remove them (from the storage Secret) or drop credentials=cloud from the storage URL")
+	case cloud:
+		return credentials.New(&credentials.IAM{}), fromCloud, nil
+	case idSet || secretSet:
+		if err := bothKeys(id, idSet, secret, secretSet); err != nil {
+			return nil, "", err
+		}
+		return credentials.NewStaticV4(id, secret, os.Getenv("AWS_SESSION_TOKEN")), fromKeys, nil
 	}
-	return credentials.NewChainCredentials([]credentials.Provider{
-		&credentials.FileAWSCredentials{},
-		&credentials.IAM{},
-	})
+	if err := sharedCredentialsFile(); err != nil {
+		return nil, "", err
+	}
+	return credentials.New(&credentials.FileAWSCredentials{}), fromFile, nil
+}
+
+// bothKeys checks that the key ID and the secret are both set and not
+// empty: one without the other is a storage Secret gone wrong.
+func bothKeys(id string, idSet bool, secret string, secretSet bool) error {
+	var bad []string
+	for _, v := range []struct {
+		name, value string
+		set         bool
+	}{{"AWS_ACCESS_KEY_ID", id, idSet}, {"AWS_SECRET_ACCESS_KEY", secret, secretSet}} {
+		switch {
+		case !v.set:
+			bad = append(bad, v.name+" is missing")
+		case v.value == "":
+			bad = append(bad, v.name+" is empty")
+		}
+	}
+	if bad == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in a pod, in the storage Secret), or neither and add credentials=cloud to the storage URL to use the cloud identity", strings.Join(bad, " and "))
+}
+
+// sharedCredentialsFile checks that the shared credentials file exists:
+// AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials.
+func sharedCredentialsFile() error {
+	if f := os.Getenv("AWS_SHARED_CREDENTIALS_FILE"); f != "" {
+		if _, err := os.Stat(f); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("AWS_SHARED_CREDENTIALS_FILE names %s, which does not exist", f)
+			}
+			return fmt.Errorf("AWS_SHARED_CREDENTIALS_FILE: %w", err)
+		}
+		return nil
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		if _, err := os.Stat(filepath.Join(home, ".aws", "credentials")); err == nil {
+			return nil
+		}
+	}
+	return errors.New("no storage keys: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in a pod, in the storage Secret named by remora.dev/storage, default remora-storage), or write ~/.aws/credentials, or add credentials=cloud to the storage URL to use the cloud identity (IRSA, EKS/ECS pod identity, EC2 instance profile)")
 }
 
 func (s *Storage) String() string { return s.display }
+
+// keysFrom names where the keys come from, for errors.
+func (s *Storage) keysFrom() string {
+	switch s.creds {
+	case fromFile:
+		return "the shared credentials file"
+	case fromCloud:
+		return "the pod's cloud identity (credentials=cloud)"
+	}
+	return "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+}
 
 // Check reports whether the bucket exists and the credentials may use it.
 func (s *Storage) Check(ctx context.Context) error {
@@ -123,6 +200,9 @@ func (s *Storage) Check(ctx context.Context) error {
 		ok, err = s.core.BucketExists(ctx, s.bucket)
 		return err
 	})
+	if isDenied(err) {
+		ok, err = true, s.checkLimited(ctx)
+	}
 	if err != nil {
 		return s.err("check bucket", "", err)
 	}
@@ -130,6 +210,37 @@ func (s *Storage) Check(ctx context.Context) error {
 		return fmt.Errorf("storage %s: bucket %q does not exist: create it or fix the storage URL", s, s.bucket)
 	}
 	return nil
+}
+
+// checkLimited tells keys limited to a part of the bucket, such as one
+// namespace's prefix (README: Tenants), from wrong keys, after the bucket
+// check was denied. S3 grants that check (HEAD bucket) only to keys that may
+// list the whole bucket, and its denial has no body to say why; a listing's
+// denial has. AccessDenied there comes from a server that knows the keys (a
+// wrong key ID or secret is InvalidAccessKeyId or SignatureDoesNotMatch), so
+// the check passes, and a request beyond what the keys may reach fails when
+// it is made, with the same access-denied error.
+func (s *Storage) checkLimited(ctx context.Context) error {
+	err := s.retry(ctx, "check bucket", nil, func(ctx context.Context, _ io.Reader) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for o := range s.core.Client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, MaxKeys: 1}) {
+			return o.Err // the first page answered
+		}
+		return ctx.Err()
+	})
+	if isDenied(err) {
+		s.log.Debug("the keys may not list the whole storage; checking what they reach as it is used", "storage", s.String())
+		return nil
+	}
+	return err
+}
+
+// isDenied tells the answer of a server that knows the keys but does not
+// grant the request.
+func isDenied(err error) bool {
+	var resp minio.ErrorResponse
+	return errors.As(err, &resp) && resp.Code == "AccessDenied"
 }
 
 // err turns an S3 client error into one line that says what to fix.
@@ -150,10 +261,7 @@ func (s *Storage) err(op, key string, err error) error {
 	if errors.As(err, &resp) {
 		switch resp.Code {
 		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
-			if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
-				return fmt.Errorf("storage %s: %s: access denied (%s) with no AWS_ACCESS_KEY_ID set: in a pod, the storage Secret named by remora.dev/storage (default remora-storage) may be missing; else check the pod's cloud identity", s, what, resp.Code)
-			}
-			return fmt.Errorf("storage %s: %s: access denied (%s): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the pod's cloud identity", s, what, resp.Code)
+			return fmt.Errorf("storage %s: %s: access denied (%s): check %s, and that its policy covers this bucket and prefix", s, what, resp.Code, s.keysFrom())
 		case "NoSuchBucket":
 			return fmt.Errorf("storage %s: bucket %q does not exist: create it or fix the storage URL", s, s.bucket)
 		case "AuthorizationHeaderMalformed", "InvalidRegion":

@@ -55,6 +55,8 @@ func TestOpenBadURLs(t *testing.T) {
 }
 
 func TestOpenOptions(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testenv.Canary)
 	tlsSrv := httptest.NewTLSServer(nil) // for a certificate to trust
 	tlsSrv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -76,6 +78,8 @@ func TestOpenOptions(t *testing.T) {
 }
 
 func TestString(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testenv.Canary)
 	for u, want := range map[string]string{
 		"s3://bucket/p?region=eu":                            "s3://bucket/p",
 		"s3://bucket/p?endpoint=http://minio:9000&retries=1": "s3://bucket/p at minio:9000",
@@ -149,5 +153,47 @@ func TestSweep(t *testing.T) {
 	}
 	if n, err := sw.Sweep(ctx, "", time.Now().Add(time.Hour)); err != nil || n != 0 {
 		t.Fatalf("second Sweep: %d, %v", n, err)
+	}
+}
+
+// TestCheckLimitedKeys: keys that a policy limits to a part of the bucket (a
+// namespace's prefix) pass the check, which S3 denies them as a bucket-wide
+// request, and still reach their part; a wrong secret for them still fails.
+func TestCheckLimitedKeys(t *testing.T) {
+	srv := testenv.StartS3WithUsers(t)
+	srv.MakeBucket(t, "limited")
+	u := srv.CreateUser(t, "tenant-a")
+	srv.SetBucketPolicy(t, "limited", `{"Version": "2012-10-17", "Statement": [
+		{"Effect": "Allow", "Principal": {"AWS": ["tenant-a"]}, "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::limited",
+		 "Condition": {"StringLike": {"s3:prefix": ["p/a/", "p/a/*"]}}},
+		{"Effect": "Allow", "Principal": {"AWS": ["tenant-a"]}, "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::limited/p/a/*"}]}`)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, secret, want string
+	}{
+		{"limited keys", u.SecretKey, ""},
+		{"wrong secret", "wrong-" + testenv.Canary, "access denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("AWS_ACCESS_KEY_ID", u.AccessKey)
+			t.Setenv("AWS_SECRET_ACCESS_KEY", tc.secret)
+			s, err := storage.Open(ctx, srv.URL("limited", "p"), storage.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Check(ctx)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Check = %v", err)
+				}
+				if _, err := s.Put(ctx, "a/x", strings.NewReader("x")); err != nil {
+					t.Fatalf("Put in the keys' part: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), testenv.Canary) {
+				t.Fatalf("Check = %v, want %q without the secret", err, tc.want)
+			}
+		})
 	}
 }
