@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/repo"
 )
 
 var remoraBin string
@@ -160,7 +161,8 @@ func podmanSecret(t *testing.T, name string, data map[string]string) {
 }
 
 type listed struct {
-	ID string `json:"id"`
+	ID     string `json:"id"`
+	Signed bool   `json:"signed"`
 }
 
 func TestInjectedPodBacksUp(t *testing.T) {
@@ -236,9 +238,14 @@ func TestInjectedPodBacksUp(t *testing.T) {
 	}
 	t.Logf("the API server stored %s with %d init and %d containers", stored.Name, len(stored.Spec.InitContainers), len(stored.Spec.Containers))
 
+	signingKey, _, keyID, err := repo.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	secrets := map[string]map[string]string{
-		"orders-db":      {"password": testenv.Canary},
-		"remora-storage": {"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey},
+		"orders-db": {"password": testenv.Canary},
+		"remora-storage": {"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey,
+			"REMORA_SIGNING_KEY": string(signingKey), "LD_PRELOAD": "/nonexistent.so"},
 	}
 	for name, data := range secrets {
 		podmanSecret(t, name, data)
@@ -294,7 +301,10 @@ func TestInjectedPodBacksUp(t *testing.T) {
 			t.Fatal("no scheduled backup within 150 s")
 		}
 	}
-	t.Log("scheduled backup listed")
+	if l := list(); !l[0].Signed {
+		t.Fatalf("the scheduled backup is not signed: %+v", l)
+	}
+	t.Log("scheduled backup listed, signed")
 
 	// Another on request, through the agent's socket.
 	// (The default retention keeps the newest of each day, so the
@@ -321,10 +331,19 @@ func TestInjectedPodBacksUp(t *testing.T) {
 		}
 	}
 	status := run(t, "podman", "exec", sideC, "remora", "status")
+	if !strings.Contains(status, "signed with key "+keyID) {
+		t.Errorf("status does not name the signing key %s:\n%s", keyID, status)
+	}
+	if env := run(t, "podman", "exec", sideC, "env"); strings.Contains(env, "LD_PRELOAD") {
+		t.Error("a storage Secret key outside the allowlist reached the sidecar")
+	}
 	logs, _ := runErr("podman", "logs", sideC)
 	for what, s := range map[string]string{"restore output": out, "status": status, "sidecar logs": logs, "webhook logs": whLog.String(), "pod manifest": string(manifest)} {
 		if strings.Contains(s, testenv.Canary) {
 			t.Errorf("the password appears in the %s", what)
+		}
+		if strings.Contains(s, strings.Split(string(signingKey), "\n")[1]) {
+			t.Errorf("the signing key appears in the %s", what)
 		}
 	}
 }
