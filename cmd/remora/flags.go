@@ -205,10 +205,11 @@ func (c *common) keys() (*repo.SigningKey, repo.Trust, error) {
 	return signer, repo.Trust{Keys: keys}, nil
 }
 
-// warnUnchecked says, once, that without a key the storage is trusted.
+// warnUnchecked says, after a verify or restore that succeeded, that without
+// a key the storage was trusted.
 func warnUnchecked(log *slog.Logger, trust repo.Trust) {
 	if !trust.Checks() {
-		log.Warn("signatures are not checked: no --verify-key or --signing-key is set, so anyone who can write to the storage could have altered these backups")
+		log.Warn("signatures were not checked: no --verify-key or --signing-key is set, so anyone who can write to the storage could have altered these backups")
 	}
 }
 

@@ -66,7 +66,6 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	trust.AllowUnsigned = r.allowUnsigned
-	warnUnchecked(log, trust)
 	st, err := r.c.openStorage(ctx, r.env, log)
 	if err != nil {
 		return err
@@ -95,6 +94,7 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(r.env.stdout, "restored backup %s\n", m.ID)
+	warnUnchecked(log, trust)
 	return nil
 }
 

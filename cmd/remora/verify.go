@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"remora.dev/remora/repo"
+	"remora.dev/remora/storage"
 )
 
 type verifyCommand struct {
@@ -43,7 +44,6 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	trust.AllowUnsigned = v.allowUnsigned
-	warnUnchecked(log, trust)
 	st, err := v.c.openStorage(ctx, v.env, log)
 	if err != nil {
 		return err
@@ -52,26 +52,43 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var todo []*repo.Entry
-	switch {
-	case v.all:
-		for i := range entries {
-			todo = append(todo, &entries[i])
-		}
-	default:
-		sel := repo.Selector{Latest: true}
-		if len(pos) == 1 {
-			sel = repo.Selector{ID: pos[0]}
-		}
-		e, err := repo.Select(entries, sel)
-		if err != nil {
-			return err
-		}
-		todo = append(todo, e)
+	todo, err := v.choose(entries, pos)
+	if err != nil {
+		return err
 	}
 	// A record nobody can believe is not worth writing: with verify keys
 	// only, an unsigned one would be ignored.
 	opts := repo.VerifyOptions{Identities: ids, Record: signer != nil || !trust.Checks(), Signer: signer}
+	if err := v.verify(ctx, st, todo, opts); err != nil {
+		return err
+	}
+	warnUnchecked(log, trust)
+	return nil
+}
+
+// choose picks the backups to verify: every one, the one named, or the
+// latest.
+func (v *verifyCommand) choose(entries []repo.Entry, pos []string) ([]*repo.Entry, error) {
+	if v.all {
+		todo := make([]*repo.Entry, len(entries))
+		for i := range entries {
+			todo[i] = &entries[i]
+		}
+		return todo, nil
+	}
+	sel := repo.Selector{Latest: true}
+	if len(pos) == 1 {
+		sel = repo.Selector{ID: pos[0]}
+	}
+	e, err := repo.Select(entries, sel)
+	if err != nil {
+		return nil, err
+	}
+	return []*repo.Entry{e}, nil
+}
+
+// verify checks each backup and prints one line for each.
+func (v *verifyCommand) verify(ctx context.Context, st storage.Storage, todo []*repo.Entry, opts repo.VerifyOptions) error {
 	var bad []error
 	for _, e := range todo {
 		if err := e.Err(); err != nil {
@@ -83,7 +100,7 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 		switch {
 		case err == nil:
 			how := ""
-			if e.Manifest.Encryption != nil && ids == nil {
+			if e.Manifest.Encryption != nil && opts.Identities == nil {
 				how = " (checksums only: encrypted, no --identity to check the contents)"
 			}
 			fmt.Fprintf(v.env.stdout, "%s  OK  %d objects, %s%s\n", e.Manifest.ID, len(e.Manifest.Objects), humanBytes(e.Manifest.Size()), how)
