@@ -234,6 +234,11 @@ for v in REMORA_STORAGE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY REMORA_DRIVER RE
 done
 
 # --- Backup, list, verify, restore ---------------------------------------------------
+say "Making the key that signs every manifest (a bucket writer cannot forge a backup)"
+run "$REMORA" keygen --out "$TMP/signing.pem"
+export REMORA_SIGNING_KEY_FILE="$TMP/signing.pem"
+printf "    export REMORA_SIGNING_KEY_FILE='%s'\n" "$REMORA_SIGNING_KEY_FILE"
+
 say "Backing up"
 run "$REMORA" backup
 
