@@ -136,9 +136,36 @@ func (a *Agent) notify(res *control.RunResult) {
 	}()
 }
 
-// backup is one real run with the configuration in force.
+// backup is one real run with the configuration in force, stopped at the
+// deadline remora.dev/timeout sets: a dump that hangs (a lock never granted,
+// a server that no longer answers) fails, is cleaned up like any failed run,
+// and lets later runs start.
 func (a *Agent) backup(ctx context.Context, r *run) error {
 	s := a.Spec()
+	deadline := fmt.Errorf("deadline exceeded: the run took longer than %s=%s and was stopped (raise it for longer backups)",
+		spec.AnnotationTimeout, shortDuration(s.Timeout))
+	ctx, cancel := context.WithTimeoutCause(ctx, s.Timeout, deadline)
+	defer cancel()
+	err := a.backupWith(ctx, s, r)
+	if err != nil && context.Cause(ctx) == deadline {
+		return fmt.Errorf("%w: %w", deadline, err)
+	}
+	return err
+}
+
+// shortDuration writes d as an annotation would: 6h, 90m, 1h30m, 1s.
+func shortDuration(d time.Duration) string {
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = strings.TrimSuffix(out, "0s")
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = strings.TrimSuffix(out, "0m")
+	}
+	return out
+}
+
+func (a *Agent) backupWith(ctx context.Context, s spec.Spec, r *run) error {
 	paths := a.cfg.Paths
 	if len(s.Paths) > 0 {
 		paths = s.Paths

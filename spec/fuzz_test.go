@@ -17,6 +17,8 @@ func FuzzParse(f *testing.F) {
 		"remora.dev/storage=a,b\nremora.dev/credentials=db\nremora.dev/container=pg",
 		"remora.dev/schedule=every night\nremora.dev/retention=years=2",
 		"remora.dev/member=ordinal-99999999\nremora.dev/paths=relative",
+		"remora.dev/timeout=90m\nremora.dev/schedule=@hourly",
+		"remora.dev/timeout=7d",
 	} {
 		f.Add(s)
 	}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/schedule"
@@ -34,12 +35,22 @@ const (
 	AnnotationCredentials = Prefix + "credentials"
 	AnnotationCompression = Prefix + "compression"
 	AnnotationMember      = Prefix + "member"
+	AnnotationTimeout     = Prefix + "timeout"
 	AnnotationStatus      = Prefix + "status"
 )
 
 // StatusInjected is the value of AnnotationStatus on a pod the webhook has
 // injected: injecting is idempotent.
 const StatusInjected = "injected"
+
+// The deadline of a run (remora.dev/timeout): a run still going then is
+// stopped and fails, so a dump that hangs (a lock never granted, a server
+// that stopped answering) cannot block every later run for good.
+const (
+	DefaultTimeout = 6 * time.Hour
+	minTimeout     = time.Second
+	maxTimeout     = 7 * 24 * time.Hour
+)
 
 // DefaultStorageSecret is the storage Secret when remora.dev/storage names none.
 const DefaultStorageSecret = "remora-storage"
@@ -56,6 +67,7 @@ type Spec struct {
 	Credentials string   // Secret name
 	Compression string   // empty: not annotated (the agent's --compression, else zstd)
 	Member      string   // any, primary, replica, ordinal-N
+	Timeout     time.Duration
 }
 
 // Drivers are the values of remora.dev/driver.
@@ -73,7 +85,7 @@ var (
 // the values of H in the schedule. All errors are returned together, in the
 // order of fields.
 func Parse(ann map[string]string, seed string) (Spec, error) {
-	s := Spec{Retention: retention.Default, Member: "any", Storage: []string{DefaultStorageSecret}}
+	s := Spec{Retention: retention.Default, Member: "any", Storage: []string{DefaultStorageSecret}, Timeout: DefaultTimeout}
 	var errs []error
 	expr := schedule.Default
 	if v, ok := ann[AnnotationSchedule]; ok {
@@ -159,6 +171,14 @@ var fields = []struct {
 	{AnnotationMember, `"replica"`, func(s *Spec, v string) string {
 		s.Member = v
 		return matches(memberRE, v, "want any, primary, replica or ordinal-N")
+	}},
+	{AnnotationTimeout, `"6h" or "90m"`, func(s *Spec, v string) string {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < minTimeout || d > maxTimeout {
+			return "want a duration from 1s to 168h (7 days)"
+		}
+		s.Timeout = d
+		return ""
 	}},
 }
 

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -13,7 +14,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Schedule.String() != "H H * * *" || s.Retention.String() != "days=7,weeks=4,months=6" || s.Compression != "" ||
-		s.Member != "any" || s.Storage[0] != "remora-storage" || s.Databases != nil {
+		s.Member != "any" || s.Storage[0] != "remora-storage" || s.Databases != nil || s.Timeout != 6*time.Hour {
 		t.Fatalf("%+v", s)
 	}
 }
@@ -53,6 +54,15 @@ func TestParseAnnotations(t *testing.T) {
 		{AnnotationMember, "leader", false},
 		{AnnotationContainer, "postgres", true},
 		{AnnotationCredentials, "db-creds", true},
+		{AnnotationTimeout, "90m", true},
+		{AnnotationTimeout, "1s", true},
+		{AnnotationTimeout, "168h", true},
+		{AnnotationTimeout, "169h", false},
+		{AnnotationTimeout, "0s", false},
+		{AnnotationTimeout, "-1h", false},
+		{AnnotationTimeout, "500ms", false},
+		{AnnotationTimeout, "6", false},
+		{AnnotationTimeout, "7d", false},
 	} {
 		_, err := Parse(map[string]string{tc.key: tc.value}, "ns/w")
 		if tc.valid && err != nil {
@@ -64,6 +74,15 @@ func TestParseAnnotations(t *testing.T) {
 			} else if msg := err.Error(); !strings.Contains(msg, tc.key) || !strings.Contains(msg, tc.value) || !strings.Contains(msg, "example") {
 				t.Errorf("%s=%q: the error must name the annotation, the value and an example: %s", tc.key, tc.value, msg)
 			}
+		}
+	}
+}
+
+func TestParseTimeout(t *testing.T) {
+	for v, want := range map[string]time.Duration{"90m": 90 * time.Minute, " 2h30m ": 150 * time.Minute, "1s": time.Second, "168h": 7 * 24 * time.Hour} {
+		s, err := Parse(map[string]string{AnnotationTimeout: v}, "ns/w")
+		if err != nil || s.Timeout != want {
+			t.Errorf("%s=%q: %s, %v; want %s", AnnotationTimeout, v, s.Timeout, err, want)
 		}
 	}
 }

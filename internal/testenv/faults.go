@@ -26,9 +26,10 @@ const (
 	StallBefore         // read nothing and answer nothing until the client gives up
 	CutResponse         // forward, then drop the connection part way through the response body
 	StallResponse       // forward, then stop sending part way through the response body
+	Trickle             // forward the response body at one byte a second (the headers at once)
 )
 
-var faultNames = [...]string{"pass", "500", "503", "cut request", "stall", "cut response", "stall response"}
+var faultNames = [...]string{"pass", "500", "503", "cut request", "stall", "cut response", "stall response", "trickle"}
 
 func (f Fault) String() string { return faultNames[f] }
 
@@ -61,9 +62,13 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 			if (f == CutResponse || f == StallResponse) && resp.ContentLength != 0 {
 				resp.Body = &faultyBody{ReadCloser: resp.Body, fault: f, after: 256 << 10, stop: p.stop, ctx: resp.Request.Context()}
 			}
+			if f == Trickle {
+				resp.Body = &trickleBody{ReadCloser: resp.Body, stop: p.stop, ctx: resp.Request.Context()}
+			}
 			return nil
 		},
-		ErrorLog: log.New(io.Discard, "", 0),
+		FlushInterval: -1, // what is read goes out at once: a trickle arrives as one
+		ErrorLog:      log.New(io.Discard, "", 0),
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -173,4 +178,29 @@ func (b *faultyBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.read.Add(int64(n))
 	return n, err
+}
+
+// trickleBody passes its first byte at once, then one byte a second.
+type trickleBody struct {
+	io.ReadCloser
+	started bool
+	stop    chan struct{}
+	ctx     context.Context
+}
+
+func (b *trickleBody) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if b.started {
+		select {
+		case <-b.ctx.Done():
+			return 0, b.ctx.Err()
+		case <-b.stop:
+			return 0, errors.New("proxy stopped")
+		case <-time.After(time.Second):
+		}
+	}
+	b.started = true
+	return b.ReadCloser.Read(p[:1])
 }

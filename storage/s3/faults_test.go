@@ -137,3 +137,42 @@ func TestS3LastingFaultFails(t *testing.T) {
 		})
 	}
 }
+
+// TestS3SlowListingFails: a server that sends its listings at one byte a
+// second (the headers at once, so no response-header timeout fires) fails a
+// listing after the stall timeout and the retries, with an error naming the
+// stall, instead of keeping it forever; so does the sweep's listing of
+// unfinished uploads.
+func TestS3SlowListingFails(t *testing.T) {
+	st, proxy := faultyS3(t, "&retries=2")
+	ctx := context.Background()
+	for _, k := range []string{"a/1", "a/2"} {
+		if _, err := st.Put(ctx, k, strings.NewReader(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.Set(func(r *http.Request, n int) testenv.Fault {
+		if q := r.URL.Query(); r.Method == http.MethodGet && (q.Has("list-type") || q.Has("uploads")) {
+			return testenv.Trickle
+		}
+		return testenv.Pass
+	})
+	var keys []string
+	err := st.List(ctx, "a/", func(o storage.Object) error { keys = append(keys, o.Key); return nil })
+	want := "list a/: a listing page did not arrive within 1s (3 attempts)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("List from a trickling server: %v (keys %q), want an error with %q", err, keys, want)
+	}
+	if n := proxy.Injected()[testenv.Trickle]; n != 3 {
+		t.Errorf("%d listing requests trickled, want 3", n)
+	}
+	_, err = st.(storage.Sweeper).Sweep(ctx, "", time.Now())
+	if want := "list uploads: a listing page did not arrive within 1s"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Sweep on a trickling server: %v, want an error with %q", err, want)
+	}
+	proxy.Set(nil)
+	keys = nil
+	if err := st.List(ctx, "a/", func(o storage.Object) error { keys = append(keys, o.Key); return nil }); err != nil || len(keys) != 2 {
+		t.Fatalf("List once the server is well: %q, %v", keys, err)
+	}
+}

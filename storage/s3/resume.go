@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"sync"
 	"time"
 
@@ -24,6 +25,8 @@ type resuming struct {
 	body     io.ReadCloser
 	failures int
 	dog      *watchdog // cancels the current request when no byte arrives
+	end      error     // io.EOF or the error that ended the download
+	released bool
 
 	mu     sync.Mutex
 	req    context.Context         // the current request's
@@ -67,7 +70,23 @@ func (r *resuming) stalled() bool {
 	return r.req != nil && errors.Is(context.Cause(r.req), errStalled)
 }
 
+// Read returns the object's bytes. At the end, and at an error that ends the
+// download, it releases the request and the watch at once: a reader that
+// failed (or finished) and is never closed keeps no goroutine or connection.
+// Later reads return the same end.
 func (r *resuming) Read(p []byte) (int, error) {
+	if r.end != nil {
+		return 0, r.end
+	}
+	n, err := r.read(p)
+	if err != nil {
+		r.end = err
+		r.release()
+	}
+	return n, err
+}
+
+func (r *resuming) read(p []byte) (int, error) {
 	for {
 		n, err := r.body.Read(p)
 		r.off += int64(n)
@@ -124,6 +143,19 @@ func (r *resuming) resume(cause error) error {
 
 // Close ends the current request and the watch for stalls.
 func (r *resuming) Close() error {
+	if r.end == nil {
+		r.end = fs.ErrClosed
+	}
+	return r.release()
+}
+
+// release stops the watch, cancels the current request and closes its body,
+// once.
+func (r *resuming) release() error {
+	if r.released {
+		return nil
+	}
+	r.released = true
 	if r.dog != nil {
 		r.dog.stop()
 	}

@@ -254,6 +254,9 @@ func (s *Storage) err(op, key string, err error) error {
 	if errors.As(err, &re) {
 		tries = fmt.Sprintf(" (%d attempts)", re.n)
 	}
+	if errors.Is(err, errSlowPage) {
+		return fmt.Errorf("storage %s: %s: a listing page did not arrive within %s%s: check the network, or raise timeout= in the storage URL for a slow link", s, what, s.stall, tries)
+	}
 	if errors.Is(err, errStalled) {
 		return fmt.Errorf("storage %s: %s: no data moved for %s%s: check the network, or raise timeout= in the storage URL for a slow link", s, what, s.stall, tries)
 	}
@@ -337,48 +340,4 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 		return s.err("delete", key, err)
 	}
 	return nil
-}
-
-// List walks the keys below prefix in order. A listing that breaks part way
-// resumes after the last key delivered, so fn sees each key once.
-func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	after := ""
-	var fnErr error
-	err := s.retry(ctx, "list "+prefix, nil, func(ctx context.Context, _ io.Reader) error {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		for o := range s.core.Client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + prefix, Recursive: true, StartAfter: after}) {
-			if o.Err != nil {
-				return o.Err
-			}
-			after = o.Key
-			if fnErr = fn(storage.Object{Key: strings.TrimPrefix(o.Key, s.prefix), Size: o.Size, ModTime: o.LastModified.UTC()}); fnErr != nil {
-				return nil
-			}
-		}
-		return ctx.Err()
-	})
-	if fnErr != nil {
-		return fnErr
-	}
-	if err != nil {
-		return s.err("list", prefix, err)
-	}
-	return nil
-}
-
-// Sweep aborts multipart uploads below prefix started before olderThan.
-func (s *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time) (int, error) {
-	n := 0
-	for u := range s.core.Client.ListIncompleteUploads(ctx, s.bucket, s.prefix+prefix, true) {
-		if u.Err != nil {
-			return n, s.err("list uploads", prefix, u.Err)
-		}
-		if u.Initiated.Before(olderThan) {
-			if err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.UploadID); err == nil {
-				n++
-			}
-		}
-	}
-	return n, nil
 }
