@@ -11,7 +11,7 @@ export REMORA_HELM ?= $(CURDIR)/bin/helm
 # outside the clone (hack/kube-binaries.sh).
 export REMORA_KUBE_BIN ?= $(shell hack/kube-binaries.sh --dir)
 
-.PHONY: all build deps kube-bins test vet demo bench clean image e2e fuzz soak
+.PHONY: all build deps kube-bins node-bins test vet demo bench clean image e2e fuzz soak
 
 all: build
 
@@ -49,10 +49,18 @@ IMAGE ?= localhost/remora:dev
 image:
 	hack/image.sh $(IMAGE)
 
-# End to end: the pod a real API server stored through the webhook, run by
-# podman, backing up to versitygw on the host and restored inside the sidecar.
-e2e: deps bin/versitygw bin/helm kube-bins image
-	REMORA_IMAGE=$(IMAGE) $(GO) test -tags e2e -count=1 -v -timeout 20m ./e2e
+# The node's Kubernetes binaries (kubelet, controller-manager, scheduler,
+# kubectl), built once into a cache outside the clone (hack/node-binaries.sh).
+node-bins: kube-bins
+	@hack/node-binaries.sh >/dev/null
+
+# End to end, the operator's path on a real one-node cluster (hack/node:
+# kubelet, containerd, runc, the CNI bridge): helm install, a labelled
+# namespace, the storage Secret, and PostgreSQL, MariaDB, Redis and files
+# workloads backed up and restored by their sidecars. The images are built
+# with podman (hack/e2e-images.sh) and imported into the node.
+e2e: deps bin/versitygw bin/helm node-bins
+	REMORA_E2E_IMAGES=$$(IMAGE=$(IMAGE) hack/e2e-images.sh) $(GO) test -tags e2e -count=1 -v -timeout 40m ./e2e
 
 # Every fuzz target for FUZZTIME each (default 5m); a crash is saved under the
 # package's testdata/fuzz and then runs with the regular tests.
