@@ -1,4 +1,4 @@
-# Remora. `make demo` runs a local demo; `make test` runs every test.
+# Remora. `make demo` runs the demo on a throwaway one-node cluster; `make test` runs every test.
 GO        ?= go
 GOFLAGS   ?=
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -11,7 +11,7 @@ export REMORA_HELM ?= $(CURDIR)/bin/helm
 # outside the clone (hack/kube-binaries.sh).
 export REMORA_KUBE_BIN ?= $(shell hack/kube-binaries.sh --dir)
 
-.PHONY: all build deps kube-bins node-bins test vet demo bench clean image e2e fuzz soak
+.PHONY: all build deps kube-bins node-bins test vet demo demo-cli bench clean image e2e fuzz soak
 
 all: build
 
@@ -40,7 +40,15 @@ vet:
 test: deps bin/versitygw bin/helm kube-bins vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-demo: deps bin/versitygw build
+# The main demo: the operator's path on a throwaway one-node cluster
+# (hack/demo-cluster.sh, root). The first run builds the node's binaries and
+# the images (about 15 minutes on 2 cores); later runs take about 2 minutes.
+demo: deps bin/versitygw bin/helm build node-bins
+	REMORA_E2E_IMAGES=$$(IMAGE=$(IMAGE) hack/e2e-images.sh) hack/demo-cluster.sh
+
+# The command-line demo: bin/remora against a throwaway PostgreSQL and S3
+# server on this machine, no Kubernetes.
+demo-cli: deps bin/versitygw build
 	hack/demo.sh
 
 # The runtime image, built with podman; without a registry the base and the

@@ -323,7 +323,7 @@ func workloads() []workload {
 			name: "pg", pod: "pg-0", container: "postgres", manifest: statefulSet("pg", "postgres", "localhost/remora-e2e/postgres:1",
 				`[{name: POSTGRES_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}, {name: PGDATA, value: /var/lib/postgresql/data/pgdata}]`,
 				"/var/lib/postgresql/data", "", "pg_isready -q -h 127.0.0.1"),
-			seed: psql("postgres", `CREATE DATABASE app`+"\n") + " && " + psql("app", `CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric(12,2), items jsonb, note bytea);
+			seed: psql("postgres", `CREATE DATABASE app`) + " && " + psql("app", `CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric(12,2), items jsonb, note bytea);
 INSERT INTO orders SELECT g, 'customer ' || (g % 977), (g * 1.37)::numeric(12,2), jsonb_build_object('sku', g % 113), decode(md5(g::text), 'hex') FROM generate_series(1, 20000) g;`),
 			sum: func(into bool) string {
 				db := map[bool]string{false: "app", true: "app_copy"}[into]
@@ -364,13 +364,18 @@ INSERT INTO app.orders SELECT seq, concat('customer ', seq % 977), seq * 1.37, u
 	}
 }
 
+// psql, mariadb and redis are shell commands run in the database's own
+// container, with the password from its environment. SQL is put on one line:
+// the clients read a backslash-n as one of their own commands.
 func psql(db, sql string) string {
-	return fmt.Sprintf("psql -X -q -At -U postgres -h 127.0.0.1 -d %s -c %q", db, sql)
+	return fmt.Sprintf("PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -X -q -At -U postgres -h 127.0.0.1 -d %s -c %q", db, oneLine(sql))
 }
 
 func mariadb(sql string) string {
-	return fmt.Sprintf("MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb -uroot -h127.0.0.1 -N -e %q", sql)
+	return fmt.Sprintf("MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb -uroot -h127.0.0.1 -N -e %q", oneLine(sql))
 }
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func redis(args string) string {
 	return "REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli --no-auth-warning " + args
