@@ -335,8 +335,8 @@ INSERT INTO orders SELECT g, 'customer ' || (g % 977), (g * 1.37)::numeric(12,2)
 			name: "maria", pod: "maria-0", container: "mariadb", manifest: statefulSet("maria", "mariadb", "localhost/remora-e2e/mariadb:1",
 				`[{name: MARIADB_ROOT_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}]`, "/var/lib/mysql", "",
 				`MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb-admin -uroot -h127.0.0.1 ping`),
-			seed: mariadb(`CREATE DATABASE app; CREATE TABLE app.orders (id int PRIMARY KEY, customer text, total decimal(12,2), note blob);
-INSERT INTO app.orders SELECT seq, concat('customer ', seq % 977), seq * 1.37, unhex(md5(seq)) FROM seq_1_to_20000;`),
+			seed: mariadb(`CREATE DATABASE app; USE app; CREATE TABLE orders (id int PRIMARY KEY, customer text, total decimal(12,2), note blob);
+INSERT INTO orders SELECT seq, concat('customer ', seq % 977), seq * 1.37, unhex(md5(seq)) FROM seq_1_to_20000;`),
 			sum: func(into bool) string {
 				db := map[bool]string{false: "app", true: "app_copy"}[into]
 				return mariadb(`SELECT count(*), md5(group_concat(concat_ws(':', id, customer, total, hex(note)) ORDER BY id SEPARATOR ',')) FROM ` + db + `.orders`)
