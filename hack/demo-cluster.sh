@@ -110,7 +110,7 @@ run kubectl -n shop wait --for=condition=Ready pod/db-0 --timeout=180s
 run kubectl -n shop get pod db-0 -o 'jsonpath={range .spec.initContainers[*]}{.name} (restartPolicy {.restartPolicy}){"\n"}{end}{range .spec.containers[*]}{.name}{"\n"}{end}'
 
 say "Sample data"
-psql() { kubectl -n shop exec db-0 -c postgres -- psql -X -q -At -U postgres -h 127.0.0.1 "$@"; }
+psql() { kubectl -n shop exec db-0 -c postgres -- psql -X -q -At -U postgres "$@"; }
 run psql -c "CREATE DATABASE shop"
 run psql -d shop -c "CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric(12,2), placed timestamptz);
   INSERT INTO orders SELECT g, 'customer ' || (g % 977), (g * 1.37)::numeric(12,2), now() - g * interval '1 minute' FROM generate_series(1, 100000) g;
