@@ -10,7 +10,7 @@ set -euo pipefail
 node_check_dirs
 # The host tools the scripts use, named one by one (never through a Recommends).
 missing=()
-for t in iptables:iptables ip:iproute2 openssl:openssl curl:curl python3:python3 ss:iproute2 dpkg:dpkg; do
+for t in iptables:iptables ip:iproute2 ss:iproute2 sysctl:procps openssl:openssl curl:curl python3:python3; do
   command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
