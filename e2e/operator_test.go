@@ -70,6 +70,35 @@ func TestOperatorPath(t *testing.T) {
 	}
 	t.Run("webhook down", func(t *testing.T) { webhookDown(t, n) })
 	t.Run("helm upgrade", func(t *testing.T) { helmUpgrade(t, n, ca) })
+	t.Run("backups on a volume the chart mounts", func(t *testing.T) { volumeStorage(t, n) })
+}
+
+// volumeStorage: with storage.volume the chart gives every new sidecar a
+// volume (here a hostPath standing in for an NFS export) and backs up to
+// file:// on it.
+func volumeStorage(t *testing.T, parent *node) {
+	n := *parent
+	n.t = t
+	dir := filepath.Join(t.TempDir(), "exports")
+	os.MkdirAll(dir, 0o755)
+	os.Chmod(dir, 0o1777) // a hostPath keeps the host's owner: let the sidecar's user write
+	n.helm("upgrade", "remora", "charts/remora", "-n", "remora-system", "--reuse-values",
+		"--set-json", `storage.volume={"hostPath":{"path":"`+dir+`","type":"Directory"}}`, "--wait", "--timeout", "3m")
+	n.must("-n", "remora-system", "rollout", "status", "deployment/remora-webhook", "--timeout=120s")
+	n.apply(filesDeployment("on-volume", "{runAsUser: 999, fsGroup: 999}"))
+	pod := n.readyPod(workload{name: "on-volume"})
+	n.mustBeInjected(pod, workload{container: "app"})
+	n.must("-n", "shop", "exec", pod, "-c", "app", "--", "sh", "-c", "echo hello > /data/greeting")
+	n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "backup", "--wait")
+	items := n.list(pod)
+	if len(items) == 0 {
+		t.Fatal("no backup listed")
+	}
+	manifest := filepath.Join(dir, "shop", "on-volume", "files", items[len(items)-1].ID, "manifest.json")
+	if _, err := os.Stat(manifest); err != nil {
+		t.Fatalf("the backup is not on the volume: %v", err)
+	}
+	n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "verify")
 }
 
 // operate runs one workload through the operator's path.

@@ -17,6 +17,10 @@ const (
 	RunDir        = "/run/remora" // the control socket and the pod lock
 	TmpVolume     = "remora-tmp"
 	TmpDir        = "/tmp"
+	// BackupVolume is the volume the chart may give every sidecar for
+	// file:// backups (an NFS export, a PVC), mounted at BackupDir.
+	BackupVolume = "remora-backups"
+	BackupDir    = "/var/lib/remora/backups"
 )
 
 // Files in those volumes: the downward API's, by their names in the volume,

@@ -21,7 +21,7 @@ func container(pod *corev1.Pod, t *target, cfg Config) corev1.Container {
 		Image:           cmp.Or(cfg.Image, DefaultImage),
 		Command:         []string{"remora", "agent"},
 		Env:             withSecretEnv(sidecarEnv(t, cfg), t.spec),
-		VolumeMounts:    mounts(t),
+		VolumeMounts:    mounts(t, cfg),
 		Resources:       cfg.Resources,
 		Ports:           []corev1.ContainerPort{{Name: sidecar.MetricsPortName, ContainerPort: sidecar.MetricsPort, Protocol: corev1.ProtocolTCP}},
 		SecurityContext: securityContext(pod, t.db),
@@ -182,11 +182,14 @@ func withSecretEnv(env []corev1.EnvVar, s spec.Spec) []corev1.EnvVar {
 // mounts are the sidecar's own volumes, then the database container's
 // mounts: read-only, except for the files driver, which can restore files
 // into them.
-func mounts(t *target) []corev1.VolumeMount {
+func mounts(t *target, cfg Config) []corev1.VolumeMount {
 	own := []corev1.VolumeMount{
 		{Name: sidecar.PodinfoVolume, MountPath: sidecar.PodinfoDir, ReadOnly: true},
 		{Name: sidecar.RunVolume, MountPath: sidecar.RunDir},
 		{Name: sidecar.TmpVolume, MountPath: sidecar.TmpDir},
+	}
+	if cfg.BackupVolume != nil {
+		own = append(own, corev1.VolumeMount{Name: sidecar.BackupVolume, MountPath: sidecar.BackupDir})
 	}
 	out := slices.Clone(own)
 	if t.db == nil {

@@ -45,7 +45,15 @@ func TestGolden(t *testing.T) {
 			if err := yaml.NewYAMLOrJSONDecoder(f, 4096).Decode(&pod); err != nil {
 				t.Fatalf("%s: %v", in, err)
 			}
-			res := Mutate(&pod, pod.Namespace, goldenConfig())
+			// A case may configure the webhook otherwise: config.json
+			// holds the fields of Config that differ.
+			cfg := goldenConfig()
+			if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil {
+				if err := json.Unmarshal(b, &cfg); err != nil {
+					t.Fatalf("config.json: %v", err)
+				}
+			}
+			res := Mutate(&pod, pod.Namespace, cfg)
 			var name string
 			var got []byte
 			switch {

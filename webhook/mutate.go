@@ -32,6 +32,10 @@ type Config struct {
 	// DefaultStorage is the storage URL sidecars use when their storage
 	// Secret sets no REMORA_STORAGE (REMORA_DEFAULT_STORAGE).
 	DefaultStorage string
+	// BackupVolume, if set, is added to every injected pod and mounted in
+	// the sidecar at sidecar.BackupDir, for file:// backups on an NFS
+	// export or a volume claim.
+	BackupVolume *corev1.VolumeSource `json:",omitempty"`
 }
 
 // native reports whether the sidecar is added as a native sidecar: as the
@@ -64,5 +68,5 @@ func Mutate(pod *corev1.Pod, ns string, cfg Config) Result {
 	if t == nil {
 		return res
 	}
-	return Result{Patch: patch(pod, container(pod, t, cfg), cfg.native())}
+	return Result{Patch: patch(pod, container(pod, t, cfg), cfg)}
 }

@@ -20,7 +20,7 @@ type PatchOp struct {
 // patch adds the sidecar c (as an init container when native), its volumes
 // and the status annotation with add operations only: no field of the pod is
 // changed or removed.
-func patch(pod *corev1.Pod, c corev1.Container, native bool) []PatchOp {
+func patch(pod *corev1.Pod, c corev1.Container, cfg Config) []PatchOp {
 	var ops []PatchOp
 	// add appends v to the list at path, which holds existing items: an
 	// empty list is added whole, else v is added at its end.
@@ -31,13 +31,13 @@ func patch(pod *corev1.Pod, c corev1.Container, native bool) []PatchOp {
 			ops = append(ops, PatchOp{Op: "add", Path: path + "/-", Value: v})
 		}
 	}
-	if native {
+	if cfg.native() {
 		add("/spec/initContainers", len(pod.Spec.InitContainers), c)
 	} else {
 		add("/spec/containers", len(pod.Spec.Containers), c)
 	}
 	n := len(pod.Spec.Volumes)
-	for _, v := range volumes() {
+	for _, v := range volumes(cfg) {
 		add("/spec/volumes", n, v)
 		n++
 	}
@@ -51,9 +51,9 @@ func patch(pod *corev1.Pod, c corev1.Container, native bool) []PatchOp {
 
 // volumes are the ones the sidecar mounts: the pod's annotations and labels
 // (downward API), a small memory-backed directory for the control socket and
-// the lock, and a scratch /tmp.
-func volumes() []corev1.Volume {
-	return []corev1.Volume{
+// the lock, a scratch /tmp, and the chart's backup volume if it gives one.
+func volumes(cfg Config) []corev1.Volume {
+	vs := []corev1.Volume{
 		{Name: sidecar.PodinfoVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
 			// The file name of sidecar.AnnotationsFile in sidecar.PodinfoDir.
 			{Path: sidecar.AnnotationsName, FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}},
@@ -62,6 +62,10 @@ func volumes() []corev1.Volume {
 		{Name: sidecar.RunVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: resourcePtr("1Mi")}}},
 		{Name: sidecar.TmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
+	if cfg.BackupVolume != nil {
+		vs = append(vs, corev1.Volume{Name: sidecar.BackupVolume, VolumeSource: *cfg.BackupVolume})
+	}
+	return vs
 }
 
 func resourcePtr(s string) *resource.Quantity {

@@ -213,3 +213,29 @@ func TestRenderNetworkPolicy(t *testing.T) {
 		})
 	}
 }
+
+// storage.url sets any default storage; storage.volume gives every sidecar a
+// volume and, without a url, backs up to it.
+func TestRenderStorage(t *testing.T) {
+	args := func(set ...string) string {
+		dep := render(t, set...)["Deployment/remora-webhook"]
+		cs, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+		return toString(cs[0].(map[string]any)["args"])
+	}
+	for _, tc := range []struct {
+		set  []string
+		want []string
+	}{
+		{[]string{"--set", "storage.url=sftp://backup@nas:22/srv/backups#days=7"}, []string{"--default-storage=sftp://backup@nas:22/srv/backups#days=7"}},
+		{[]string{"--set-json", `storage.volume={"nfs":{"server":"nfs.example","path":"/exports"}}`},
+			[]string{`--backup-volume={"nfs":{"path":"/exports","server":"nfs.example"}}`, "--default-storage=file:///var/lib/remora/backups"}},
+		{[]string{"--set", "storage.s3.bucket=b", "--set", "storage.url=gs://bucket/prefix"}, []string{"--default-storage=gs://bucket/prefix"}},
+	} {
+		got := args(tc.set...)
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%v: args lack %s:\n%s", tc.set, w, got)
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,7 @@ type webhookCommand struct {
 	cpuRequest, memRequest, memLimit       string
 	logFormat, logLevel                    string
 	defaultStorage                         string
+	backupVolume                           string
 	tlsSecret, webhookConfig, service      string
 	tlsHosts                               string
 	caValidity, certValidity, certCheck    string
@@ -130,6 +132,7 @@ func (w *webhookCommand) parseFlags(args []string) error {
 	stringFlag(fs, &w.memRequest, "sidecar-memory-request", sidecar.MemoryRequest, "sidecar memory request")
 	stringFlag(fs, &w.memLimit, "sidecar-memory-limit", sidecar.MemoryLimit, "sidecar memory limit")
 	stringFlag(fs, &w.defaultStorage, "default-storage", "", "storage URL for sidecars whose storage Secret sets no REMORA_STORAGE")
+	stringFlag(fs, &w.backupVolume, "backup-volume", "", "a volume (Kubernetes volume source as JSON: nfs, persistentVolumeClaim, ...) added to every injected pod and mounted in the sidecar at "+sidecar.BackupDir+", for file:// backups")
 	stringFlag(fs, &w.maxInFlight, "max-in-flight", strconv.Itoa(webhook.DefaultLimits.MaxInFlight), "admission requests read and answered at once (each may hold up to 3 MiB)")
 	stringFlag(fs, &w.queueWait, "queue-wait", webhook.DefaultLimits.QueueWait.String(), "how long a request waits for a free slot before the pod is admitted unchanged with a warning (0: not at all); keep it below the webhook's timeoutSeconds")
 	stringFlag(fs, &w.memoryLimit, "memory-limit", "", "the container's memory limit (bytes, or a quantity such as 128Mi; the chart sets it from the pod's limit): unless GOMEMLIMIT is set, the Go runtime keeps to 90% of it (default: the cgroup's limit)")
@@ -152,8 +155,33 @@ func (w *webhookCommand) config() (webhook.Config, error) {
 	default:
 		return cfg, usagef("--sidecar-mode %q: want auto, native or classic", w.sidecarMode)
 	}
+	if cfg.BackupVolume, err = backupVolume(w.backupVolume); err != nil {
+		return cfg, err
+	}
 	cfg.Resources, err = w.resources()
 	return cfg, err
+}
+
+// backupVolume reads --backup-volume: a Kubernetes volume source as JSON
+// (e.g. {"nfs":{"server":"nfs.example","path":"/exports/backups"}}), exactly
+// one kind of volume, no unknown fields. Empty: none.
+func backupVolume(s string) (*corev1.VolumeSource, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var v corev1.VolumeSource
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return nil, usagef("--backup-volume: want a volume source as JSON, e.g. {\"nfs\":{\"server\":\"nfs.example\",\"path\":\"/exports\"}} or {\"persistentVolumeClaim\":{\"claimName\":\"backups\"}}: %v", err)
+	}
+	b, _ := json.Marshal(v)
+	var kinds map[string]json.RawMessage
+	json.Unmarshal(b, &kinds)
+	if len(kinds) != 1 {
+		return nil, usagef("--backup-volume: give exactly one kind of volume, got %d", len(kinds))
+	}
+	return &v, nil
 }
 
 // resources are the sidecar's requests and limits; a flag set empty sets

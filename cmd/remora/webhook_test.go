@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -63,6 +64,43 @@ func TestWebhookAdmissionLimits(t *testing.T) {
 		got, err := w.admissionLimits()
 		if (err != nil) != tc.bad || !tc.bad && got != tc.want {
 			t.Errorf("--max-in-flight=%s --queue-wait=%s: %+v, %v", tc.inFlight, tc.wait, got, err)
+		}
+	}
+}
+
+// TestBackupVolumeFlag: --backup-volume takes one Kubernetes volume source
+// as JSON and refuses anything else with a usage error.
+func TestBackupVolumeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		in, kind string // kind: the source's field that must be set; "" for an error
+	}{
+		{"", "none"},
+		{`{"nfs":{"server":"nfs.example","path":"/exports/backups"}}`, "nfs"},
+		{`{"persistentVolumeClaim":{"claimName":"backups"}}`, "pvc"},
+		{`{"nfs":{"server":"a","path":"/x"},"hostPath":{"path":"/y"}}`, ""},
+		{`{"nfss":{}}`, ""},
+		{`{}`, ""},
+		{`nfs`, ""},
+	} {
+		v, err := backupVolume(tc.in)
+		switch tc.kind {
+		case "":
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Errorf("%q: %v, want a usage error", tc.in, err)
+			}
+		case "none":
+			if v != nil || err != nil {
+				t.Errorf("%q: %v %v", tc.in, v, err)
+			}
+		case "nfs":
+			if err != nil || v.NFS == nil || v.NFS.Server != "nfs.example" {
+				t.Errorf("%q: %+v %v", tc.in, v, err)
+			}
+		case "pvc":
+			if err != nil || v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != "backups" {
+				t.Errorf("%q: %+v %v", tc.in, v, err)
+			}
 		}
 	}
 }
