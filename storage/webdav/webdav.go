@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"remora.dev/remora/internal/errs"
+	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/storage"
 )
 
@@ -127,6 +128,8 @@ func (s *Storage) credentials(userEnv, passEnv string) error {
 		return fmt.Errorf("%s holds a colon, which basic auth cannot carry in a user name", userEnv)
 	}
 	s.user, s.pass, s.auth = user, pass, true
+	// Masked in every line the program writes, whichever variable held it.
+	redact.Add(pass)
 	return nil
 }
 

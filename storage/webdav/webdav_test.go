@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -228,3 +229,30 @@ func TestSweepAndClock(t *testing.T) {
 		t.Errorf("List: %v", keys)
 	}
 }
+
+// TestPutStreams: a Put holds no copy of the object: what it allocates does
+// not grow with the object's size.
+func TestPutStreams(t *testing.T) {
+	w := testenv.StartWebDAV(t)
+	w.SetEnv(t)
+	s := open(t, w.URL(newCollection(t, w)))
+	ctx := context.Background()
+	const size = 256 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n, err := s.Put(ctx, "big", io.LimitReader(zeros{}, size))
+	runtime.ReadMemStats(&after)
+	if err != nil || n != size {
+		t.Fatalf("Put: %d, %v", n, err)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a Put of %d MiB allocated %d KiB in all", size>>20, alloc>>10)
+	if alloc > size/16 {
+		t.Errorf("a Put of %d MiB allocated %d MiB: the object is being buffered", size>>20, alloc>>20)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
