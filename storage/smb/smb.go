@@ -42,6 +42,7 @@ import (
 	"github.com/cloudsoda/go-smb2"
 
 	"remora.dev/remora/internal/errs"
+	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/storage"
 )
 
@@ -86,6 +87,7 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 	if s.password, s.pwFrom, err = password(q.Get("password_env"), q.Get("password_file")); err != nil {
 		return nil, fmt.Errorf("storage %s: %w", s, err)
 	}
+	redact.Add(s.password) // whichever variable or file it came from
 	s.log = o.Logger
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
