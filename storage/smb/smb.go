@@ -21,8 +21,9 @@
 //
 // Memory: a Put holds one 1 MiB buffer, and a download one 1 MiB buffer; the
 // SMB client adds about as much for the request or answer in flight (SMB
-// reads and writes go at most 1 MiB at a time). Each operation uses its own
-// connection, closed when it ends.
+// reads and writes go at most 1 MiB at a time), and garbage until the next
+// collection: uploading and then downloading 300 MiB, the heap peaked at
+// 5 MiB. Each operation uses its own connection, closed when it ends.
 package smb
 
 import (
