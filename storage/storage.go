@@ -85,14 +85,24 @@ var ErrBadURL = errors.New("bad storage URL")
 type openFunc = func(ctx context.Context, u *url.URL, opts Options) (Storage, error)
 
 var (
-	mu       sync.RWMutex
-	backends = map[string]openFunc{}
+	mu          sync.RWMutex
+	backends    = map[string]openFunc{}
+	userSchemes = map[string]bool{} // schemes whose URLs name a user
 )
+
+// AcceptUser lets URLs of a registered scheme name a user, with no password
+// (smb://user@host/share): Open then hands open the user name in u.User.
+// Backends call it from init, after Register.
+func AcceptUser(scheme string) {
+	mu.Lock()
+	defer mu.Unlock()
+	userSchemes[scheme] = true
+}
 
 // Register makes a backend available to Open under a URL scheme. Backends
 // call it from init; registering a scheme twice panics. Open hands open the
-// parsed URL, which carries no user info; open's errors about the URL wrap
-// ErrBadURL.
+// parsed URL, which carries no password, nor a user name unless the scheme
+// accepts one (AcceptUser); open's errors about the URL wrap ErrBadURL.
 func Register(scheme string, open func(ctx context.Context, u *url.URL, opts Options) (Storage, error)) {
 	mu.Lock()
 	defer mu.Unlock()
@@ -113,12 +123,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (Storage, error) {
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("%w %q: want file:///path or s3://bucket/prefix", ErrBadURL, RedactURL(rawURL))
 	}
-	if u.User != nil {
-		return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", ErrBadURL, RedactURL(rawURL))
-	}
 	mu.RLock()
 	open, ok := backends[u.Scheme]
+	user := userSchemes[u.Scheme]
 	mu.RUnlock()
+	if _, pw := u.User.Password(); pw || u.User != nil && !user {
+		return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the password variable the README names for the scheme", ErrBadURL, RedactURL(rawURL))
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w %q: unknown scheme %q; %s", ErrBadURL, RedactURL(rawURL), u.Scheme, known())
 	}

@@ -14,7 +14,7 @@ import (
 
 func TestOpenBadURLs(t *testing.T) {
 	for _, u := range []string{
-		"", "backups", "/backups", "nosuchscheme://x/y", "s3://user:pw@bucket/p", "file://user:pw@/backups",
+		"", "backups", "/backups", "nosuchscheme://x/y", "s3://user:pw@bucket/p", "file://user:pw@/backups", "s3://user@bucket/p",
 	} {
 		_, err := storage.Open(context.Background(), u, storage.Options{})
 		if !errors.Is(err, storage.ErrBadURL) {

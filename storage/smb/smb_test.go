@@ -1,0 +1,331 @@
+package smb_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/storage"
+	_ "remora.dev/remora/storage/smb"
+	"remora.dev/remora/storage/storagetest"
+)
+
+// newDir makes a directory for one test in the share and returns its name.
+func newDir(t *testing.T, srv *testenv.SMB) string {
+	t.Helper()
+	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
+	if err := os.MkdirAll(filepath.Join(srv.Dir, "t", name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return "t/" + name
+}
+
+func open(t *testing.T, u string) storage.Storage {
+	t.Helper()
+	s, err := storage.Open(context.Background(), u, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSMB(t *testing.T) {
+	srv := testenv.StartSMB(t)
+	srv.SetEnv(t)
+	storagetest.Run(t, func(t *testing.T) storage.Storage {
+		return open(t, srv.URL(srv.Share, newDir(t, srv)))
+	})
+}
+
+// TestTemporaryFiles: a failed Put leaves no temporary file; one left by a
+// killed process is hidden from List, kept by Sweep while fresh and removed
+// once old.
+func TestTemporaryFiles(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartSMB(t)
+	srv.SetEnv(t)
+	dir := newDir(t, srv)
+	s := open(t, srv.URL(srv.Share, dir))
+	if _, err := s.Put(ctx, "a/kept", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "a/failed", io.MultiReader(strings.NewReader("part"), errReader{})); err == nil {
+		t.Fatal("Put from a failing reader succeeded")
+	}
+	if got := files(t, filepath.Join(srv.Dir, dir)); strings.Join(got, ",") != "a/kept" {
+		t.Fatalf("after a failed Put the directory holds %v", got)
+	}
+	leftover := filepath.Join(srv.Dir, dir, "a", ".x.remora-tmp-abc") // as a killed Put leaves it
+	if err := os.WriteFile(leftover, []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, s, ""); strings.Join(got, ",") != "a/kept" {
+		t.Fatalf("List shows %v", got)
+	}
+	sw := s.(storage.Sweeper)
+	if n, err := sw.Sweep(ctx, "a/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("Sweep of fresh leftovers: %d, %v", n, err)
+	}
+	if n, err := sw.Sweep(ctx, "a/", time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Sweep of old leftovers: %d, %v", n, err)
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the leftover is still there: %v", err)
+	}
+	if _, err := s.Stat(ctx, "a/kept"); err != nil {
+		t.Fatalf("Sweep removed an object: %v", err)
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("read failed") }
+
+// TestClock: the server's time is that of the files it writes, and its
+// file leaves nothing behind.
+func TestClock(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartSMB(t)
+	srv.SetEnv(t)
+	dir := newDir(t, srv)
+	s := open(t, srv.URL(srv.Share, dir))
+	before := time.Now().Add(-time.Minute)
+	now, err := s.(storage.Clock).Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Before(before) || now.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("Now = %v, local time %v", now, time.Now())
+	}
+	if got := files(t, filepath.Join(srv.Dir, dir)); len(got) != 0 {
+		t.Fatalf("Now left %v", got)
+	}
+}
+
+// TestPasswordSources: password_env= and password_file= name where the
+// password is, instead of REMORA_SMB_PASSWORD.
+func TestPasswordSources(t *testing.T) {
+	srv := testenv.StartSMB(t)
+	t.Setenv("REMORA_SMB_PASSWORD", "wrong")
+	t.Setenv("OTHER_SMB_PASSWORD", srv.Password)
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(srv.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"?password_env=OTHER_SMB_PASSWORD", "?password_file=" + pwFile} {
+		s := open(t, srv.URL(srv.Share, "")+q)
+		if err := s.Check(context.Background()); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}
+
+// TestBadInput: each mistake gets one line that names the storage and says
+// what is wrong, without the password, and nothing is stored.
+func TestBadInput(t *testing.T) {
+	srv := testenv.StartSMB(t)
+	srv.SetEnv(t)
+	for _, c := range []struct {
+		name, url, env, want string
+	}{
+		{"wrong password", srv.URL(srv.Share, ""), "wrong-" + testenv.Canary, `login as "root" refused`},
+		{"missing share", srv.URL("nosuchshare", ""), "", `share "nosuchshare" does not exist`},
+		{"missing directory", srv.URL(srv.Share, "no/such/dir"), "", "directory no/such/dir does not exist"},
+		{"no permission", srv.URL(srv.ReadOnly, ""), "", "permission denied"},
+		{"unknown host", "smb://root@nosuchhost.invalid/backup", "", "cannot reach nosuchhost.invalid:445"},
+		{"closed port", "smb://root@127.0.0.1:" + closedPort(t) + "/backup", "", "cannot reach 127.0.0.1"},
+		{"no password", srv.URL(srv.Share, "") + "?password_env=NO_SUCH_VARIABLE", "", "no password: set NO_SUCH_VARIABLE"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.env != "" {
+				t.Setenv("REMORA_SMB_PASSWORD", c.env)
+			}
+			err := putErr(c.url)
+			if err == nil {
+				t.Fatal("Put succeeded")
+			}
+			msg := err.Error()
+			t.Log(msg)
+			if !strings.Contains(msg, c.want) || !strings.HasPrefix(msg, "storage smb://") ||
+				strings.Contains(msg, "\n") || strings.Contains(msg, testenv.Canary) {
+				t.Fatalf("error %q: want one line naming the storage, saying %q, without the password", msg, c.want)
+			}
+			if got := append(files(t, srv.Dir), files(t, srv.ReadOnlyDir)...); len(got) != 0 {
+				t.Fatalf("stored %v", got)
+			}
+		})
+	}
+}
+
+// putErr opens the storage and puts an object, returning the first error.
+func putErr(u string) error {
+	s, err := storage.Open(context.Background(), u, storage.Options{})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = s.Put(ctx, "a/b", strings.NewReader("data"))
+	return err
+}
+
+func closedPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	l.Close()
+	return port
+}
+
+func TestOpenBadURLs(t *testing.T) {
+	t.Setenv("REMORA_SMB_PASSWORD", testenv.Canary)
+	for _, u := range []string{
+		"smb://host/share",                            // no user
+		"smb://u:" + testenv.Canary + "@h/s",          // a password in the URL
+		"smb://u@h",                                   // no share
+		"smb://u@h/s/../x",                            // a bad directory
+		"smb://u@h:99999/s",                           // a bad port
+		"smb://u@h/s?timeout=1",                       // an unknown option
+		"smb://u@h/s?password_env=A&password_file=/f", // two sources
+	} {
+		_, err := storage.Open(context.Background(), u, storage.Options{})
+		if err == nil {
+			t.Errorf("Open(%q) succeeded", u)
+			continue
+		}
+		if strings.Contains(err.Error(), testenv.Canary) {
+			t.Errorf("Open(%q): the error shows the password: %v", u, err)
+		}
+	}
+	if _, err := storage.Open(context.Background(), "smb://u@h:1445/s/d/e?domain=W", storage.Options{}); err != nil {
+		t.Errorf("good URL: %v", err)
+	}
+}
+
+// TestResume: a download whose connection breaks part way reconnects and
+// reads on from where it stopped.
+func TestResume(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartSMB(t)
+	srv.SetEnv(t)
+	dir := newDir(t, srv)
+	data := make([]byte, 5<<20+123)
+	rand.Read(data)
+	if _, err := open(t, srv.URL(srv.Share, dir)).Put(ctx, "obj", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	p := startCutProxy(t, srv.Addr, 2<<20) // the first connection breaks after 2 MiB
+	u := strings.Replace(srv.URL(srv.Share, dir), srv.Addr, p.addr, 1)
+	r, err := open(t, u).Open(ctx, "obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, differ from the %d stored", len(got), len(data))
+	}
+	if !p.cut.Load() || p.conns.Load() < 2 {
+		t.Fatalf("the proxy cut=%v after %d connections: the test did not break the download", p.cut.Load(), p.conns.Load())
+	}
+}
+
+// cutProxy forwards TCP connections to a server and drops the first one
+// once it has sent the client a number of bytes.
+type cutProxy struct {
+	addr  string
+	conns atomic.Int32
+	cut   atomic.Bool
+}
+
+func startCutProxy(t *testing.T, target string, after int64) *cutProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{addr: l.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			limit := int64(-1)
+			if p.conns.Add(1) == 1 {
+				limit = after
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); p.serve(c, target, limit) }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) serve(c net.Conn, target string, limit int64) {
+	defer c.Close()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go func() { io.Copy(up, c); up.Close() }()
+	if limit < 0 {
+		io.Copy(c, up)
+		return
+	}
+	io.CopyN(c, up, limit)
+	p.cut.Store(true)
+}
+
+// files lists the regular files below dir, slash-separated and relative.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func keys(t *testing.T, s storage.Storage, prefix string) []string {
+	t.Helper()
+	var out []string
+	if err := s.List(context.Background(), prefix, func(o storage.Object) error {
+		out = append(out, o.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
