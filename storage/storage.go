@@ -87,11 +87,13 @@ type openFunc = func(ctx context.Context, u *url.URL, opts Options) (Storage, er
 var (
 	mu       sync.RWMutex
 	backends = map[string]openFunc{}
+	// userNamed are the schemes whose URLs may carry a user name.
+	userNamed = map[string]bool{}
 )
 
 // Register makes a backend available to Open under a URL scheme. Backends
 // call it from init; registering a scheme twice panics. Open hands open the
-// parsed URL, which carries no user info; open's errors about the URL wrap
+// parsed URL, which carries no user info (see RegisterUserNamed); open's errors about the URL wrap
 // ErrBadURL.
 func Register(scheme string, open func(ctx context.Context, u *url.URL, opts Options) (Storage, error)) {
 	mu.Lock()
@@ -100,6 +102,16 @@ func Register(scheme string, open func(ctx context.Context, u *url.URL, opts Opt
 		panic("storage: Register called twice for scheme " + scheme)
 	}
 	backends[scheme] = open
+}
+
+// RegisterUserNamed is Register for a scheme whose URLs name the account to
+// log in as (ftp://user@host/path): Open hands open that user name, and
+// still refuses a password in the URL.
+func RegisterUserNamed(scheme string, open func(ctx context.Context, u *url.URL, opts Options) (Storage, error)) {
+	Register(scheme, open)
+	mu.Lock()
+	defer mu.Unlock()
+	userNamed[scheme] = true
 }
 
 // Open returns the storage a URL names, from the backend registered for its
@@ -113,12 +125,15 @@ func Open(ctx context.Context, rawURL string, opts Options) (Storage, error) {
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("%w %q: want file:///path or s3://bucket/prefix", ErrBadURL, RedactURL(rawURL))
 	}
-	if u.User != nil {
-		return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", ErrBadURL, RedactURL(rawURL))
-	}
 	mu.RLock()
 	open, ok := backends[u.Scheme]
+	named := userNamed[u.Scheme]
 	mu.RUnlock()
+	if u.User != nil {
+		if _, pw := u.User.Password(); pw || !named {
+			return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (README: Storage URLs names each scheme's variables)", ErrBadURL, RedactURL(rawURL))
+		}
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w %q: unknown scheme %q; %s", ErrBadURL, RedactURL(rawURL), u.Scheme, known())
 	}
