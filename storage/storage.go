@@ -130,8 +130,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (Storage, error) {
 	named := userNamed[u.Scheme]
 	mu.RUnlock()
 	if u.User != nil {
-		if _, pw := u.User.Password(); pw || !named {
-			return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (README: Storage URLs names each scheme's variables)", ErrBadURL, RedactURL(rawURL))
+		if _, pw := u.User.Password(); pw && named {
+			return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; name only the user, and set the password variable (README: Storage URLs)", ErrBadURL, RedactURL(rawURL))
+		} else if !named {
+			return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", ErrBadURL, RedactURL(rawURL))
 		}
 	}
 	if !ok {
