@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -47,7 +48,7 @@ func (s *Storage) dial(ctx context.Context) (*conn, error) {
 		}
 		nc = &stallConn{Conn: nc, stall: s.stall}
 		if data && s.tls != nil {
-			nc = tls.Client(nc, s.tls)
+			nc = &tlsData{Conn: tls.Client(nc, s.tls)}
 		}
 		if !c.track(nc) {
 			nc.Close()
@@ -139,4 +140,25 @@ func (c *stallConn) Read(p []byte) (int, error) {
 func (c *stallConn) Write(p []byte) (int, error) {
 	_ = c.Conn.SetDeadline(time.Now().Add(c.stall))
 	return c.Conn.Write(p)
+}
+
+// tlsData is a TLS data connection that ends cleanly. A TLS 1.3 server sends
+// session tickets on it, which an upload never reads; closing a socket with
+// unread data resets the connection, and the server may then lose the end
+// of the upload ("426 Failure reading network stream"). So Close says
+// close_notify, reads what the server still sends (a bounded amount: an
+// aborted download is not read to its end), and then closes.
+type tlsData struct {
+	*tls.Conn
+	once sync.Once
+}
+
+func (c *tlsData) Close() error {
+	c.once.Do(func() {
+		if c.Conn.CloseWrite() == nil {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, 256<<10))
+		}
+	})
+	return c.Conn.Close()
 }
