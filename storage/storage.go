@@ -127,8 +127,14 @@ func Open(ctx context.Context, rawURL string, opts Options) (Storage, error) {
 	open, ok := backends[u.Scheme]
 	user := userSchemes[u.Scheme]
 	mu.RUnlock()
-	if _, pw := u.User.Password(); pw || u.User != nil && !user {
-		return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the password variable the README names for the scheme", ErrBadURL, RedactURL(rawURL))
+	if u.User != nil {
+		_, pw := u.User.Password()
+		switch {
+		case user && pw:
+			return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; name only the user, and set the password variable (README: Storage URLs)", ErrBadURL, RedactURL(rawURL))
+		case !user:
+			return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the variables the README names for the scheme", ErrBadURL, RedactURL(rawURL))
+		}
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w %q: unknown scheme %q; %s", ErrBadURL, RedactURL(rawURL), u.Scheme, known())

@@ -55,6 +55,29 @@ func TestRegister(t *testing.T) {
 	storage.Register("file", nil)
 }
 
+// TestAcceptUser: a scheme that accepts a user gets the URL's user name; a
+// password is refused for it, and a user name for the others.
+func TestAcceptUser(t *testing.T) {
+	var got *url.URL
+	storage.Register("usernamedtest", func(_ context.Context, u *url.URL, _ storage.Options) (storage.Storage, error) {
+		got = u
+		return nil, errors.New("opened")
+	})
+	storage.AcceptUser("usernamedtest")
+	if _, err := storage.Open(context.Background(), "usernamedtest://alice@host/p", storage.Options{}); err == nil || err.Error() != "opened" {
+		t.Fatalf("Open: %v", err)
+	}
+	if got == nil || got.User.Username() != "alice" {
+		t.Fatalf("the backend got URL %v", got)
+	}
+	for _, u := range []string{"usernamedtest://alice:pw@host/p", "s3://alice@bucket/p", "file://alice@/backups"} {
+		_, err := storage.Open(context.Background(), u, storage.Options{})
+		if !errors.Is(err, storage.ErrBadURL) || strings.Contains(err.Error(), "pw@") {
+			t.Errorf("Open(%q) = %v, want ErrBadURL without the password", u, err)
+		}
+	}
+}
+
 func TestCheckKey(t *testing.T) {
 	for _, k := range []string{"a", "a/b", "a.b/.c", "a/b..c"} {
 		if err := storage.CheckKey(k); err != nil {

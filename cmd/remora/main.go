@@ -23,6 +23,7 @@ import (
 	"remora.dev/remora/repo"
 	"remora.dev/remora/sidecar"
 	_ "remora.dev/remora/storage/file"
+	_ "remora.dev/remora/storage/ftp"
 	_ "remora.dev/remora/storage/s3"
 	_ "remora.dev/remora/storage/smb"
 	_ "remora.dev/remora/storage/webdav"

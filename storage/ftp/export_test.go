@@ -1,0 +1,13 @@
+package ftp
+
+import (
+	"net"
+
+	"remora.dev/remora/storage"
+)
+
+// SetWrap wraps every connection s makes from now on (data tells a data
+// connection from the control one), for tests that break them.
+func SetWrap(s storage.Storage, wrap func(c net.Conn, data bool) net.Conn) {
+	s.(*Storage).wrap = wrap
+}
