@@ -87,11 +87,22 @@ type openFunc = func(ctx context.Context, u *url.URL, opts Options) (Storage, er
 var (
 	mu       sync.RWMutex
 	backends = map[string]openFunc{}
+	withUser = map[string]bool{} // schemes whose URLs name a login: sftp://user@host/
 )
+
+// RegisterWithUser is Register for a scheme whose URLs name a login user
+// (sftp://user@host/path): Open hands such a URL over with its user name,
+// and still refuses one that carries a password.
+func RegisterWithUser(scheme string, open func(ctx context.Context, u *url.URL, opts Options) (Storage, error)) {
+	Register(scheme, open)
+	mu.Lock()
+	defer mu.Unlock()
+	withUser[scheme] = true
+}
 
 // Register makes a backend available to Open under a URL scheme. Backends
 // call it from init; registering a scheme twice panics. Open hands open the
-// parsed URL, which carries no user info; open's errors about the URL wrap
+// parsed URL, which carries no user info (see RegisterWithUser); open's errors about the URL wrap
 // ErrBadURL.
 func Register(scheme string, open func(ctx context.Context, u *url.URL, opts Options) (Storage, error)) {
 	mu.Lock()
@@ -113,12 +124,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (Storage, error) {
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("%w %q: want file:///path or s3://bucket/prefix", ErrBadURL, RedactURL(rawURL))
 	}
-	if u.User != nil {
-		return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", ErrBadURL, RedactURL(rawURL))
-	}
 	mu.RLock()
 	open, ok := backends[u.Scheme]
+	userOK := withUser[u.Scheme]
 	mu.RUnlock()
+	if _, hasPassword := u.User.Password(); hasPassword || u.User != nil && !userOK {
+		return nil, fmt.Errorf("%w %q: credentials do not belong in the URL; set them in the environment (for s3://, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", ErrBadURL, RedactURL(rawURL))
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w %q: unknown scheme %q; %s", ErrBadURL, RedactURL(rawURL), u.Scheme, known())
 	}
