@@ -93,8 +93,14 @@ func (s *Storage) Close() error {
 
 // dial connects, checks the host key and logs in.
 func (s *Storage) dial(ctx context.Context) (*conn, error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	tcp, err := d.DialContext(ctx, "tcp", s.cfg.addr)
+	if err != nil {
+		return nil, fmt.Errorf("storage %s: cannot reach %s: %v: check the host, the port and the network", s, s.cfg.addr, errs.Root(err))
+	}
 	algos, err := s.hostKeyAlgorithms()
 	if err != nil {
+		tcp.Close()
 		return nil, err
 	}
 	var hostErr error
@@ -107,11 +113,6 @@ func (s *Storage) dial(ctx context.Context) (*conn, error) {
 		},
 		HostKeyAlgorithms: algos,
 		Timeout:           dialTimeout,
-	}
-	d := net.Dialer{Timeout: dialTimeout}
-	tcp, err := d.DialContext(ctx, "tcp", s.cfg.addr)
-	if err != nil {
-		return nil, fmt.Errorf("storage %s: cannot reach %s: %v: check the host, the port and the network", s, s.cfg.addr, errs.Root(err))
 	}
 	_ = tcp.SetDeadline(time.Now().Add(dialTimeout))
 	stop := context.AfterFunc(ctx, func() { tcp.Close() })

@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"remora.dev/remora/internal/testenv"
