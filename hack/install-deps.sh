@@ -18,6 +18,7 @@ have age || missing+=(age)
 have curl || missing+=(curl ca-certificates)
 have python3 || missing+=(python3)
 have rclone || missing+=(rclone) # make bench: the operator's shell pipeline uploads with it
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server) # the SFTP storage tests run sshd
 
 if ! have go; then
   echo "install-deps: Go is not installed; see https://go.dev/doc/install" >&2
