@@ -129,7 +129,14 @@ func (s *SFTP) addUser(t testing.TB) {
 	if err != nil {
 		t.Fatalf("useradd %s: %v: %s", s.User, err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("userdel", s.User).Run() })
+	t.Cleanup(func() {
+		// -f: the sessions of connections the test left open outlive sshd
+		// until the test process exits, and plain userdel refuses a user
+		// with processes.
+		if out, err := exec.Command("userdel", "-f", s.User).CombinedOutput(); err != nil {
+			t.Logf("userdel %s: %v: %s", s.User, err, out)
+		}
+	})
 	cmd := exec.Command("chpasswd")
 	cmd.Stdin = strings.NewReader(s.User + ":" + s.Password + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
