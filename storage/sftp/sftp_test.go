@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"remora.dev/remora/internal/testenv"
 	"remora.dev/remora/storage"
@@ -56,5 +58,45 @@ func TestSFTP(t *testing.T) {
 				return s
 			})
 		})
+	}
+}
+
+// TestSweepAndNow: Sweep removes only old temporary files below the prefix;
+// Now reads the server's clock.
+func TestSweepAndNow(t *testing.T) {
+	srv := testenv.StartSFTP(t)
+	srv.SetEnv(t)
+	ctx := context.Background()
+	dir := mkdir(t, srv, "sweep")
+	st, err := storage.Open(ctx, srv.URL(dir), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, "a/kept", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	leftover := filepath.Join(dir, "a", ".x.remora-tmp-abc") // as a killed Put leaves it
+	if err := os.WriteFile(leftover, []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now, err := st.(storage.Clock).Now(ctx)
+	if err != nil || time.Since(now).Abs() > time.Hour {
+		t.Fatalf("Now = %v, %v", now, err)
+	}
+	sw := st.(storage.Sweeper)
+	if n, err := sw.Sweep(ctx, "a/", now.Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("Sweep of fresh leftovers: %d, %v", n, err)
+	}
+	if n, err := sw.Sweep(ctx, "a/", now.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Sweep of old leftovers: %d, %v", n, err)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Fatalf("the leftover is still there: %v", err)
+	}
+	if _, err := st.Stat(ctx, "a/kept"); err != nil {
+		t.Fatalf("Sweep removed an object: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("Now left a file behind: %v", ents)
 	}
 }
