@@ -21,6 +21,7 @@ have rclone || missing+=(rclone) # make bench: the operator's shell pipeline upl
 [ -x /usr/sbin/apache2 ] && [ -e /usr/lib/apache2/modules/mod_dav_fs.so ] || missing+=(apache2) # the WebDAV test server
 [ -x /usr/sbin/smbd ] && have smbpasswd || missing+=(samba) # the smb:// storage tests' server
 [ -x /usr/sbin/vsftpd ] || missing+=(vsftpd) # the FTP storage tests
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server) # the SFTP storage tests run sshd
 
 if ! have go; then
   echo "install-deps: Go is not installed; see https://go.dev/doc/install" >&2
