@@ -17,6 +17,7 @@ have redis-cli && have redis-check-rdb || missing+=(redis-tools)
 have age || missing+=(age)
 have curl || missing+=(curl ca-certificates)
 have python3 || missing+=(python3)
+have node && have npm || missing+=(nodejs npm) # make bin/azurite: the Azure Blob test server
 have rclone || missing+=(rclone) # make bench: the operator's shell pipeline uploads with it
 
 if ! have go; then
