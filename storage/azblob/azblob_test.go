@@ -47,13 +47,13 @@ func TestSAS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clear(t, srv, "sas")
+		emptyContainer(t, srv, "sas")
 		return s
 	})
 }
 
-// clear removes every blob of the container, so each suite case starts empty.
-func clear(t *testing.T, srv *testenv.Azurite, name string) {
+// emptyContainer removes every blob of the container, so each suite case starts empty.
+func emptyContainer(t *testing.T, srv *testenv.Azurite, name string) {
 	t.Helper()
 	ctx := context.Background()
 	c := srv.Client(t).ServiceClient().NewContainerClient(name)
