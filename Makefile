@@ -7,6 +7,7 @@ LDFLAGS   := -X remora.dev/remora/internal/version.version=$(VERSION)
 # The tests find the S3-compatible server and helm here.
 export REMORA_VERSITYGW ?= $(CURDIR)/bin/versitygw
 export REMORA_HELM ?= $(CURDIR)/bin/helm
+export REMORA_AZURITE ?= $(CURDIR)/bin/azurite
 # kube-apiserver and etcd for the webhook's tests, built once into a cache
 # outside the clone (hack/kube-binaries.sh).
 export REMORA_KUBE_BIN ?= $(shell hack/kube-binaries.sh --dir)
@@ -21,6 +22,15 @@ build:
 # The S3-compatible test server (versitygw, Apache-2.0), pinned in tools/versitygw.
 bin/versitygw: tools/versitygw/go.mod tools/versitygw/go.sum
 	$(GO) -C tools/versitygw build -o $(CURDIR)/bin/versitygw github.com/versity/versitygw/cmd/versitygw
+
+# The Azure Blob test server (Azurite, MIT), pinned in tools/azurite: npm ci
+# into .cache/azurite, and bin/azurite runs its blob service.
+bin/azurite: tools/azurite/package.json tools/azurite/package-lock.json
+	mkdir -p .cache/azurite bin
+	cp tools/azurite/package.json tools/azurite/package-lock.json .cache/azurite/
+	npm ci --prefix .cache/azurite --no-audit --no-fund --loglevel=error
+	printf '#!/bin/sh\nexec "$$(dirname "$$0")/../.cache/azurite/node_modules/.bin/azurite-blob" "$$@"\n' >$@
+	chmod +x $@
 
 # helm, pinned in tools/helm, to lint and render the chart in the tests.
 bin/helm: tools/helm/go.mod tools/helm/go.sum
@@ -37,7 +47,7 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e
 
-test: deps bin/versitygw bin/helm kube-bins vet
+test: deps bin/versitygw bin/helm bin/azurite kube-bins vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # The main demo: the operator's path on a throwaway one-node cluster

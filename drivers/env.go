@@ -18,7 +18,7 @@ var commonEnv = []string{"PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR"}
 
 // neverEnv are never passed on, whatever a driver asks: Remora's settings and
 // secrets, the storage's, the encryption's, and the dynamic loader's hooks.
-var neverEnv = []string{"AWS_*", "REMORA_*", "AGE_*", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"}
+var neverEnv = []string{"AWS_*", "AZURE_*", "REMORA_*", "AGE_*", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"}
 
 // ToolEnv is the environment of a tool: from Remora's environment, commonEnv
 // and the variables named in pass (NAME, or PREFIX* for every name that

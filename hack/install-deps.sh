@@ -17,6 +17,7 @@ have redis-cli && have redis-check-rdb || missing+=(redis-tools)
 have age || missing+=(age)
 have curl || missing+=(curl ca-certificates)
 have python3 || missing+=(python3)
+have node && have npm || missing+=(nodejs npm) # make bin/azurite: the Azure Blob test server
 have rclone || missing+=(rclone) # make bench: the operator's shell pipeline uploads with it
 [ -x /usr/sbin/apache2 ] && [ -e /usr/lib/apache2/modules/mod_dav_fs.so ] || missing+=(apache2) # the WebDAV test server
 [ -x /usr/sbin/smbd ] && have smbpasswd || missing+=(samba) # the smb:// storage tests' server

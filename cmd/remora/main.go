@@ -22,6 +22,7 @@ import (
 	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/sidecar"
+	_ "remora.dev/remora/storage/azblob"
 	_ "remora.dev/remora/storage/file"
 	_ "remora.dev/remora/storage/ftp"
 	_ "remora.dev/remora/storage/s3"
