@@ -23,6 +23,7 @@ import (
 	"remora.dev/remora/repo"
 	"remora.dev/remora/sidecar"
 	_ "remora.dev/remora/storage/file"
+	_ "remora.dev/remora/storage/gcs"
 	_ "remora.dev/remora/storage/s3"
 )
 
@@ -114,6 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv(sidecar.EnvDBPassword), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"),
 		os.Getenv("REMORA_SMTP_PASSWORD"), os.Getenv("REMORA_NOTIFY_WEBHOOK_URL"))
+	redact.Add(os.Getenv("REMORA_GCS_CREDENTIALS")) // a GCS service account key (storage/gcs)
 	env := &environment{stdout: stdout, stderr: stderr}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
