@@ -6,6 +6,7 @@ LDFLAGS   := -X remora.dev/remora/internal/version.version=$(VERSION)
 
 # The tests find the S3-compatible server and helm here.
 export REMORA_VERSITYGW ?= $(CURDIR)/bin/versitygw
+export REMORA_FAKE_GCS ?= $(CURDIR)/bin/fake-gcs-server
 export REMORA_HELM ?= $(CURDIR)/bin/helm
 export REMORA_AZURITE ?= $(CURDIR)/bin/azurite
 # kube-apiserver and etcd for the webhook's tests, built once into a cache
@@ -32,6 +33,10 @@ bin/azurite: tools/azurite/package.json tools/azurite/package-lock.json
 	printf '#!/bin/sh\nexec "$$(dirname "$$0")/../.cache/azurite/node_modules/.bin/azurite-blob" "$$@"\n' >$@
 	chmod +x $@
 
+# The GCS test server (fake-gcs-server, BSD-2-Clause), pinned in tools/fake-gcs-server.
+bin/fake-gcs-server: tools/fake-gcs-server/go.mod tools/fake-gcs-server/go.sum
+	$(GO) -C tools/fake-gcs-server build -o $(CURDIR)/bin/fake-gcs-server github.com/fsouza/fake-gcs-server
+
 # helm, pinned in tools/helm, to lint and render the chart in the tests.
 bin/helm: tools/helm/go.mod tools/helm/go.sum
 	$(GO) -C tools/helm build -o $(CURDIR)/bin/helm helm.sh/helm/v3/cmd/helm
@@ -47,7 +52,7 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e
 
-test: deps bin/versitygw bin/helm bin/azurite kube-bins vet
+test: deps bin/versitygw bin/fake-gcs-server bin/helm bin/azurite kube-bins vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # The main demo: the operator's path on a throwaway one-node cluster

@@ -25,6 +25,7 @@ import (
 	_ "remora.dev/remora/storage/azblob"
 	_ "remora.dev/remora/storage/file"
 	_ "remora.dev/remora/storage/ftp"
+	_ "remora.dev/remora/storage/gcs"
 	_ "remora.dev/remora/storage/s3"
 	_ "remora.dev/remora/storage/sftp"
 	_ "remora.dev/remora/storage/smb"
@@ -120,6 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	redact.Add(os.Getenv("PGPASSWORD"), os.Getenv(sidecar.EnvDBPassword), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"),
 		os.Getenv("REMORA_SMTP_PASSWORD"), os.Getenv("REMORA_NOTIFY_WEBHOOK_URL"))
 	redact.Add(os.Getenv("REMORA_SFTP_PASSWORD"), os.Getenv("REMORA_SFTP_KEY")) // the SFTP storage's password and private key
+	redact.Add(os.Getenv("REMORA_GCS_CREDENTIALS"))                             // a GCS service account key (storage/gcs)
 	env := &environment{stdout: stdout, stderr: stderr}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
