@@ -117,11 +117,11 @@ func Register(scheme string, open func(ctx context.Context, u *url.URL, opts Opt
 // s3://bucket/prefix?endpoint=host:port&region=R&insecure=true.
 func Open(ctx context.Context, rawURL string, opts Options) (Storage, error) {
 	if rawURL == "" {
-		return nil, fmt.Errorf("%w: none given: set --storage or REMORA_STORAGE (file:///path or s3://bucket/prefix)", ErrBadURL)
+		return nil, fmt.Errorf("%w: none given: set --storage or REMORA_STORAGE (%s)", ErrBadURL, known())
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme == "" {
-		return nil, fmt.Errorf("%w %q: want file:///path or s3://bucket/prefix", ErrBadURL, RedactURL(rawURL))
+		return nil, fmt.Errorf("%w %q: not a URL such as file:///path or s3://bucket/prefix; %s", ErrBadURL, RedactURL(rawURL), known())
 	}
 	mu.RLock()
 	open, ok := backends[u.Scheme]

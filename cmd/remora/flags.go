@@ -182,7 +182,7 @@ func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
 		// In a sidecar, the chart's default when the storage Secret names none.
 		c.storage.values = strings.Fields(os.Getenv(sidecar.EnvDefaultStorage))
 	}
-	fs.Var(&c.storage, "storage", "where backups are kept: file:///path or s3://bucket/prefix?endpoint=host:port&region=R; repeat (or separate with spaces) for several, each with its own retention after a '#'")
+	fs.Var(&c.storage, "storage", "where backups are kept: file:///path, s3://bucket/prefix?endpoint=host:port&region=R, sftp://, webdav(s)://, ftp(s)://, smb://, azblob://, gs:// (README: Storage URLs); repeat (or separate with spaces) for several, each with its own retention after a '#'")
 	stringFlag(fs, &c.driver, "driver", "", "database kind: "+strings.Join(drivers.Names(), ", "))
 	if withDSN {
 		stringFlag(fs, &c.dsn, "dsn", "", "database URL, e.g. postgres://user@host:5432/postgres (password: "+sidecar.EnvDBPassword+", PGPASSWORD or the URL)")
