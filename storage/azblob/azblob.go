@@ -63,7 +63,7 @@ type Storage struct {
 	creds       *creds
 	display     string
 	log         *slog.Logger
-	clock       serverClock
+	clock       storage.DateClock
 }
 
 // open returns the storage an azblob:// URL names. It contacts nothing:

@@ -68,7 +68,7 @@ type Storage struct {
 	stall    time.Duration // a request that moves no data this long is retried
 	retries  int           // attempts after the first, for transient faults
 	log      *slog.Logger
-	clock    serverClock
+	clock    storage.DateClock
 }
 
 // open returns the storage an s3:// URL names. It contacts nothing: Check
@@ -92,7 +92,7 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 	if err != nil {
 		return nil, err
 	}
-	c.minio.Transport = &clockTransport{base: tr, clock: &s.clock}
+	c.minio.Transport = s.clock.RoundTripper(tr)
 	c.minio.MaxRetries = 1 // retries are ours (retry.go): longer backoff, stall detection
 	if s.core, err = minio.NewCore(s.endpoint, &c.minio); err != nil {
 		return nil, badURL(u, "%v", err)

@@ -77,7 +77,7 @@ type Storage struct {
 	credsAt string        // the variables the credentials come from, for errors
 	stall   time.Duration // a request that moves no data this long fails
 	log     *slog.Logger
-	clock   serverClock
+	clock   storage.DateClock
 }
 
 // open returns the storage a webdav:// or webdavs:// URL names. It contacts
@@ -98,7 +98,7 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 		tr.TLSClientConfig = &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12}
 	}
 	s.client = &http.Client{
-		Transport: &clockTransport{base: tr, clock: &s.clock},
+		Transport: s.clock.RoundTripper(tr),
 		// A redirect would resend the credentials elsewhere, and a MOVE or
 		// PUT may not survive one: the URL must name the collection itself.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
