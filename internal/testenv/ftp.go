@@ -39,9 +39,6 @@ func StartPlainFTP(t testing.TB) *FTP { t.Helper(); return startFTP(t, false) }
 func startFTP(t testing.TB, withTLS bool) *FTP {
 	t.Helper()
 	bin := lookPath("REMORA_VSFTPD", "vsftpd")
-	if bin == "" && isExec("/usr/sbin/vsftpd") {
-		bin = "/usr/sbin/vsftpd"
-	}
 	if bin == "" {
 		Missing(t, "vsftpd (the FTP test server)", "apt-get install vsftpd (hack/install-deps.sh) or set REMORA_VSFTPD")
 	}

@@ -40,9 +40,6 @@ type SFTP struct {
 func StartSFTP(t testing.TB) *SFTP {
 	t.Helper()
 	bin := lookPath("REMORA_SSHD", "sshd")
-	if bin == "" && isExec("/usr/sbin/sshd") {
-		bin = "/usr/sbin/sshd"
-	}
 	if bin == "" {
 		Missing(t, "sshd (the SFTP test server)", "apt-get install openssh-server (hack/install-deps.sh)")
 	}

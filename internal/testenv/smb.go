@@ -33,9 +33,6 @@ type SMB struct {
 func StartSMB(t testing.TB) *SMB {
 	t.Helper()
 	bin := lookPath("REMORA_SMBD", "smbd")
-	if bin == "" && isExec("/usr/sbin/smbd") {
-		bin = "/usr/sbin/smbd"
-	}
 	pw := lookPath("REMORA_SMBPASSWD", "smbpasswd")
 	if bin == "" || pw == "" {
 		Missing(t, "smbd and smbpasswd (the SMB test server)", "apt-get install samba (hack/install-deps.sh)")

@@ -143,7 +143,7 @@ func (p *proc) waitReady(ready func() error) error {
 }
 
 // lookPath finds a binary by the environment variable env, then the repo's
-// bin/ directory, then PATH.
+// bin/ directory, then PATH, then /usr/sbin.
 func lookPath(env, name string) string {
 	if p := os.Getenv(env); p != "" {
 		if abs, err := filepath.Abs(p); err == nil {
@@ -155,6 +155,10 @@ func lookPath(env, name string) string {
 		return p
 	}
 	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	// Debian's daemons live in /usr/sbin, which a user's PATH may lack.
+	if p := filepath.Join("/usr/sbin", name); isExec(p) {
 		return p
 	}
 	return ""
