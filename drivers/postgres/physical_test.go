@@ -5,10 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"remora.dev/remora/drivers"
+	_ "remora.dev/remora/drivers/files"
 	"remora.dev/remora/drivers/postgres"
 	"remora.dev/remora/internal/testenv"
 )
@@ -119,3 +121,38 @@ func TestExtractRefusesAnExistingDataDirectory(t *testing.T) {
 		t.Errorf("the parent holds %d entries, want the data directory alone", len(entries))
 	}
 }
+
+// TestPhysicalBackupRefusals: what keeps a server from giving a base
+// backup is said in one line naming what to change.
+func TestPhysicalBackupRefusals(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	pg.Psql(t, "postgres", "CREATE ROLE plain LOGIN PASSWORD 'plain-pw'")
+	minimal := testenv.StartPostgresWith(t, "wal_level=minimal", "max_wal_senders=0")
+	for _, tc := range []struct {
+		name, dsn, want string
+	}{
+		{"no REPLICATION", "postgres://plain:plain-pw@127.0.0.1:" + itoa(pg.Port) + "/postgres", `ALTER ROLE "plain" REPLICATION`},
+		{"wal_level minimal", minimal.DSN("postgres"), "set wal_level = replica"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := drivers.New(postgres.Name, drivers.Config{DSN: tc.dsn, Method: drivers.MethodPhysical})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = d.Plan(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "plain-pw") {
+				t.Fatalf("err = %v, want one line with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPhysicalIsPostgresOnly: another driver refuses --method physical.
+func TestPhysicalIsPostgresOnly(t *testing.T) {
+	_, err := drivers.New("files", drivers.Config{Paths: []string{"/tmp"}, Method: drivers.MethodPhysical})
+	if err == nil || !strings.Contains(err.Error(), "postgres") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
