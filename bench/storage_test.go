@@ -236,7 +236,7 @@ func startSFTPDest(b *testing.B, _ string) destination {
 }
 
 func startWebDAVDest(b *testing.B, tmp string) destination {
-	w := testenv.StartWebDAV(b)
+	w := testenv.StartWebDAVUnlimited(b) // Apache's default refuses a PUT over 1 GiB
 	netrc := writeFile(b, filepath.Join(tmp, "netrc"), fmt.Sprintf("machine 127.0.0.1 login %s password %s\n", w.User, w.Password))
 	return destination{
 		url:    func(dir string) string { return w.URL("/" + dir) },
