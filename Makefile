@@ -113,6 +113,7 @@ clean:
 	rm -rf bin
 
 # Benchmarks against baselines measured in the same run. Knobs:
-# REMORA_BENCH_MIB (database size, default 1200), REMORA_BENCH_ROUNDS (default 3).
-bench: deps bin/versitygw
+# REMORA_BENCH_MIB (database size, default 2048), REMORA_BENCH_STORAGE_MIB (the
+# file each storage backend receives, default 1024), REMORA_BENCH_ROUNDS (default 3).
+bench: deps bin/versitygw bin/fake-gcs-server bin/azurite
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./bench

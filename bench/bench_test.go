@@ -2,7 +2,9 @@
 // one machine, and prints ratios: `make bench`. The PostgreSQL database is
 // REMORA_BENCH_MIB MiB (default 2048), MariaDB and Redis 2/5 of that (about 1
 // GiB of data each), and the small PostgreSQL database for the memory
-// comparison a quarter; REMORA_BENCH_ROUNDS (default 3) sets the rounds. Contenders alternate run by
+// comparison a quarter; each storage backend receives a file of
+// REMORA_BENCH_STORAGE_MIB MiB (default 1024), and a quarter of it for the
+// memory comparison; REMORA_BENCH_ROUNDS (default 3) sets the rounds. Contenders alternate run by
 // run, and every figure is printed beside a baseline measured in the same run.
 package bench
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Remora's demo and tests need on Debian/Ubuntu, if missing:
 # the PostgreSQL, MariaDB and Redis servers and client tools, zstd and age (the tests restore with
-# them alone), curl and python3 for the demo script, and rclone for make bench. Go itself must already
+# them alone), curl and python3 for the demo script, and rclone, sftp and smbclient for make bench. Go itself must already
 # be installed (https://go.dev/doc/install).
 set -euo pipefail
 
@@ -23,6 +23,8 @@ have rclone || missing+=(rclone) # make bench: the operator's shell pipeline upl
 [ -x /usr/sbin/smbd ] && have smbpasswd || missing+=(samba) # the smb:// storage tests' server
 [ -x /usr/sbin/vsftpd ] || missing+=(vsftpd) # the FTP storage tests
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server) # the SFTP storage tests run sshd
+have sftp || missing+=(openssh-client) # make bench: the standard SFTP client
+have smbclient || missing+=(smbclient) # make bench: the standard SMB client
 
 if ! have go; then
   echo "install-deps: Go is not installed; see https://go.dev/doc/install" >&2

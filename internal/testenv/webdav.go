@@ -42,7 +42,17 @@ var webdavModules = []string{"mpm_event", "authz_core", "authn_core", "authn_fil
 
 // StartWebDAV starts Apache httpd with mod_dav_fs in a temp dir. The binary is
 // found through REMORA_APACHE2 or /usr/sbin/apache2 (Debian's apache2 package).
-func StartWebDAV(t testing.TB) *WebDAV {
+func StartWebDAV(t testing.TB) *WebDAV { t.Helper(); return startWebDAV(t, "") }
+
+// StartWebDAVUnlimited is StartWebDAV with no limit on a request's body:
+// Apache 2.4.54 and later refuse a PUT of more than 1 GiB by default (413),
+// so a server that receives larger backups is configured so.
+func StartWebDAVUnlimited(t testing.TB) *WebDAV {
+	t.Helper()
+	return startWebDAV(t, "  LimitRequestBody 0\n")
+}
+
+func startWebDAV(t testing.TB, davConf string) *WebDAV {
 	t.Helper()
 	bin := lookPath("REMORA_APACHE2", "apache2")
 	if bin == "" && isExec("/usr/sbin/apache2") {
@@ -91,7 +101,7 @@ func StartWebDAV(t testing.TB) *WebDAV {
 		w.Addr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		w.TLSAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 		conf := filepath.Join(dir, "httpd.conf")
-		if err := os.WriteFile(conf, []byte(w.config(dir, modules, runAs)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(w.config(dir, modules, runAs, davConf)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		w.p = start(t, exec.Command(bin, "-DFOREGROUND", "-f", conf), filepath.Join(dir, fmt.Sprintf("apache-%d.log", try)))
@@ -116,7 +126,7 @@ func StartWebDAV(t testing.TB) *WebDAV {
 }
 
 // config is httpd.conf: everything in dir, no file of /etc read.
-func (w *WebDAV) config(dir, modules, runAs string) string {
+func (w *WebDAV) config(dir, modules, runAs, davConf string) string {
 	var b strings.Builder
 	for _, m := range webdavModules {
 		fmt.Fprintf(&b, "LoadModule %s_module %s/mod_%s.so\n", m, modules, m)
@@ -141,14 +151,14 @@ DocumentRoot "%[1]s/dav"
   AuthName dav
   AuthUserFile "%[1]s/htpasswd"
   Require valid-user
-</Directory>
+%[5]s</Directory>
 <VirtualHost %[3]s>
   ServerName 127.0.0.1
   SSLEngine on
   SSLCertificateFile "%[1]s/cert.pem"
   SSLCertificateKeyFile "%[1]s/key.pem"
 </VirtualHost>
-`, dir, w.Addr, w.TLSAddr, runAs)
+`, dir, w.Addr, w.TLSAddr, runAs, davConf)
 	return b.String()
 }
 
