@@ -22,6 +22,7 @@ type Postgres struct {
 	User      string
 	Password  string
 	Bin       string // the server's bin directory (initdb, postgres, psql, pgbench, ...)
+	Data      string // the data directory
 	p         *proc
 }
 
@@ -122,7 +123,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	if err != nil {
 		t.Fatal(err)
 	}
-	attr, uid, gid := pgCred(t)
+	_, uid, gid := pgCred(t)
 	base, err := os.MkdirTemp("", "rpg") // short: the socket path is limited to 107 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -135,14 +136,25 @@ func StartPostgres(t testing.TB) *Postgres {
 	if out, err := exec.Command("cp", "-a", tmpl, data).CombinedOutput(); err != nil {
 		t.Fatalf("copy data dir: %v\n%s", err, out)
 	}
+	return startOn(t, bin, base, data, 0)
+}
+
+// startOn starts a server on the data directory data, its socket and logs
+// in base, on port (a free one when 0).
+func startOn(t testing.TB, bin, base, data string, port int) *Postgres {
+	t.Helper()
+	attr, _, _ := pgCred(t)
 	var lastErr error
 	for try := 0; try < 3; try++ {
-		pg := &Postgres{Port: FreePort(t), SocketDir: base, User: "postgres", Password: Canary, Bin: bin}
+		pg := &Postgres{Port: port, SocketDir: base, User: "postgres", Password: Canary, Bin: bin, Data: data}
+		if port == 0 {
+			pg.Port = FreePort(t)
+		}
 		cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", itoa(pg.Port), "-k", base,
 			"-c", "listen_addresses=127.0.0.1", "-F", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "max_connections=50", "-c", "shared_buffers=32MB")
 		cmd.SysProcAttr = attr
-		pg.p = start(t, cmd, filepath.Join(base, fmt.Sprintf("postgres-%d.log", try)))
+		pg.p = start(t, cmd, filepath.Join(base, fmt.Sprintf("postgres-%d-%d.log", pg.Port, try)))
 		lastErr = pg.p.waitReady(func() error {
 			return exec.Command(filepath.Join(bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", itoa(pg.Port)).Run()
 		})
@@ -154,6 +166,42 @@ func StartPostgres(t testing.TB) *Postgres {
 	}
 	t.Fatalf("postgres: %v", lastErr)
 	return nil
+}
+
+// Restart stops the server (a fast shutdown, or a crash with SIGKILL when
+// crash is true) and starts it again on the same data directory and port.
+func (pg *Postgres) Restart(t testing.TB, crash bool) {
+	t.Helper()
+	sig := syscall.SIGINT
+	if crash {
+		sig = syscall.SIGKILL
+	}
+	pg.p.stop(sig)
+	*pg = *startOn(t, pg.Bin, pg.SocketDir, pg.Data, pg.Port)
+}
+
+// StartPostgresOn starts a server on an existing data directory (a
+// restored one), owned by the user the servers run as, with its socket
+// in a new temporary directory.
+func StartPostgresOn(t testing.TB, data string) *Postgres {
+	t.Helper()
+	bin := PostgresBin()
+	if bin == "" {
+		Missing(t, "PostgreSQL server", "apt-get install postgresql, or set REMORA_PG_BIN to its bin directory")
+	}
+	_, uid, gid := pgCred(t)
+	base, err := os.MkdirTemp("", "rpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if uid >= 0 {
+		os.Chown(base, uid, gid)
+		if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), data).CombinedOutput(); err != nil {
+			t.Fatalf("chown %s: %v\n%s", data, err, out)
+		}
+	}
+	return startOn(t, bin, base, data, 0)
 }
 
 // DSN is the URL for database db over TCP, with the password.
