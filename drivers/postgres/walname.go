@@ -17,6 +17,9 @@ import (
 // LSN is a position in the WAL.
 type LSN = pglogrepl.LSN
 
+// ParseLSN reads an LSN as PostgreSQL prints it (16/B374D848).
+func ParseLSN(s string) (LSN, error) { return pglogrepl.ParseLSN(s) }
+
 // SegmentName is the file name of the segment that holds lsn.
 func SegmentName(tli uint32, lsn LSN, segSize uint64) string {
 	segno := uint64(lsn) / segSize
