@@ -123,4 +123,3 @@ func (s *Sink) dropPartials(ctx context.Context, f repo.LogFile) {
 		}
 	}
 }
-

@@ -182,4 +182,3 @@ func writeRecoveryConf(dataDir string, t Target) error {
 	}
 	return writeFile(filepath.Join(dataDir, "recovery.signal"), nil)
 }
-

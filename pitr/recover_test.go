@@ -126,4 +126,6 @@ func TestRecoverToATime(t *testing.T) {
 	}
 }
 
-func exec(name string, args ...string) ([]byte, error) { return osexec.Command(name, args...).CombinedOutput() }
+func exec(name string, args ...string) ([]byte, error) {
+	return osexec.Command(name, args...).CombinedOutput()
+}

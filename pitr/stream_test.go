@@ -212,8 +212,6 @@ func checkContinuous(t *testing.T, names []string) {
 	}
 }
 
-
-
 // testLogger writes the streamer's log to the test's.
 type testWriter struct{ t *testing.T }
 
