@@ -20,6 +20,7 @@ import (
 
 	"remora.dev/remora/agent/notify"
 	"remora.dev/remora/control"
+	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/watch"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/repo/retention"
@@ -36,6 +37,7 @@ type Config struct {
 	Paths               []string // remora.dev/paths overrides
 	DumpArgs            []string
 	Compression         string // when remora.dev/compression is not set; empty: zstd
+	Method              string // when remora.dev/method is not set; empty: logical
 	Recipients          *repo.Recipients
 	Signer              *repo.SigningKey // signs every manifest; nil: unsigned
 	Trust               repo.Trust       // which backups retention counts
@@ -128,7 +130,19 @@ func (a *Agent) driver(s spec.Spec) string {
 
 // scope is where the agent's backups live.
 func (a *Agent) scope(s spec.Spec) repo.Scope {
-	return repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s)}
+	return repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s), Method: a.method(s)}
+}
+
+// method is how the agent backs up: remora.dev/method, else its --method,
+// else logical.
+func (a *Agent) method(s spec.Spec) string {
+	switch {
+	case s.Method != "":
+		return s.Method
+	case a.cfg.Method != "":
+		return a.cfg.Method
+	}
+	return drivers.MethodLogical
 }
 
 // reload reads the annotations file. An invalid or unreadable file keeps the

@@ -170,7 +170,7 @@ func (a *Agent) backupWith(ctx context.Context, s spec.Spec, r *run) error {
 	if len(s.Paths) > 0 {
 		paths = s.Paths
 	}
-	drv, err := drivers.New(a.driver(s), drivers.Config{DSN: a.cfg.DSN, Databases: s.Databases, Paths: paths, DumpArgs: a.cfg.DumpArgs})
+	drv, err := drivers.New(a.driver(s), drivers.Config{DSN: a.cfg.DSN, Databases: s.Databases, Paths: paths, DumpArgs: a.cfg.DumpArgs, Method: a.method(s)})
 	if err != nil {
 		return err
 	}

@@ -102,6 +102,9 @@ type Config struct {
 	// RestoreFiles makes a driver other than files restore files objects
 	// too (a backup taken with extra Paths), though it has no Paths.
 	RestoreFiles bool
+	// Method is how backups are taken: MethodLogical (when empty) or
+	// MethodPhysical, for the drivers that RegisterPhysical.
+	Method string
 }
 
 // Files is the name of the driver that archives paths; every other driver
@@ -167,6 +170,9 @@ func build(name string, cfg Config) (Driver, error) {
 		return nil, fmt.Errorf("unknown driver %q: want one of: %s", name, strings.Join(Names(), ", "))
 	case name != Files && cfg.DSN == "":
 		return nil, ErrNoDSN
+	}
+	if err := CheckMethod(name, cfg.Method); err != nil {
+		return nil, err
 	}
 	return f(cfg)
 }

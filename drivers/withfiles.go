@@ -37,6 +37,11 @@ func (w *withFiles) Dump(ctx context.Context, obj Object, wr io.Writer) error {
 	return w.pick(obj).Dump(ctx, obj, wr)
 }
 
+// DumpMeta hands the Meta a dump learns back from either driver.
+func (w *withFiles) DumpMeta(ctx context.Context, obj Object, wr io.Writer) (map[string]string, error) {
+	return DumpMeta(ctx, w.pick(obj), obj, wr)
+}
+
 func (w *withFiles) CheckRestore(ctx context.Context, objs []Object, opts RestoreOptions) error {
 	var files, db []Object
 	for _, o := range objs {

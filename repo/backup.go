@@ -141,6 +141,9 @@ func Backup(ctx context.Context, o BackupOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPlanMethod(b.Scope, plan); err != nil {
+		return nil, err
+	}
 	for _, w := range plan.Warnings {
 		b.log.Warn(w)
 	}
@@ -161,6 +164,9 @@ func newBackup(o BackupOptions) (*backup, error) {
 	}
 	if err := o.Scope.Validate(); err != nil {
 		return nil, err
+	}
+	if Logical(o.Scope.Method) {
+		o.Scope.Method = drivers.MethodLogical
 	}
 	if len(o.Destinations) == 0 {
 		return nil, errors.New("backup: no destination given")
@@ -197,7 +203,7 @@ func (b *backup) start(plan *drivers.Plan) {
 	start := b.now().UTC()
 	b.m = &Manifest{
 		Format: ManifestFormat, ID: start.Format(IDFormat),
-		Namespace: b.Scope.Namespace, Workload: b.Scope.Workload, Driver: b.Scope.Driver,
+		Namespace: b.Scope.Namespace, Workload: b.Scope.Workload, Driver: b.Scope.Driver, Method: manifestMethod(b.Scope.Method),
 		Started: start, ServerVersion: plan.ServerVersion, Tools: plan.Tools,
 		AgentVersion: version.Version(), Compression: b.chain.cod.name, Warnings: plan.Warnings,
 		Databases: []string{},
@@ -205,6 +211,25 @@ func (b *backup) start(plan *drivers.Plan) {
 	if b.Recipients != nil {
 		b.m.Encryption = &Encryption{Recipients: b.Recipients.Keys}
 	}
+}
+
+// manifestMethod is the manifest's word for a method: none for logical.
+func manifestMethod(method string) string {
+	if Logical(method) {
+		return ""
+	}
+	return method
+}
+
+// checkPlanMethod refuses a plan whose objects are not of the scope's
+// method: a physical backup holds physical objects only, a logical one none.
+func checkPlanMethod(s Scope, plan *drivers.Plan) error {
+	for _, o := range plan.Objects {
+		if (o.Kind == drivers.KindPhysical) != s.physical() {
+			return fmt.Errorf("backup: the driver planned a %s object for a %s backup", o.Kind, s.Method)
+		}
+	}
+	return nil
 }
 
 // claimID takes an ID that no other writer holds in any destination. IDs

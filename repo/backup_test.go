@@ -260,12 +260,12 @@ func TestCheckedReaderHoldsBackTheEnd(t *testing.T) {
 }
 
 func TestScopeValidate(t *testing.T) {
-	for _, s := range []Scope{{"", "w", ""}, {"n", "", ""}, {"a/b", "w", ""}, {"n", "..", ""}, {"n", "w", "x y"}} {
+	for _, s := range []Scope{{"", "w", "", ""}, {"n", "", "", ""}, {"a/b", "w", "", ""}, {"n", "..", "", ""}, {"n", "w", "x y", ""}, {"n", "w", "postgres", "incremental"}} {
 		if err := s.Validate(); err == nil {
 			t.Errorf("%+v: no error", s)
 		}
 	}
-	if err := (Scope{"shop", "db-0", "postgres"}).Validate(); err != nil {
+	if err := (Scope{"shop", "db-0", "postgres", "physical"}).Validate(); err != nil {
 		t.Error(err)
 	}
 }

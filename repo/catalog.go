@@ -46,6 +46,7 @@ func (e *Entry) Err() error {
 type Listing struct {
 	ID           string        `json:"id"`
 	Driver       string        `json:"driver"`
+	Method       string        `json:"method"` // logical or physical
 	Time         time.Time     `json:"time"`
 	Size         int64         `json:"size"`
 	Databases    []string      `json:"databases"`
@@ -60,6 +61,7 @@ type Listing struct {
 func (e Entry) Listing() Listing {
 	l := Listing{ID: e.Manifest.ID, Driver: e.Manifest.Driver, Time: e.Manifest.Started, Size: e.Manifest.Size(),
 		Databases: e.Manifest.Databases, Verification: e.Verification, Problem: e.Problem, Signed: e.Signed}
+	l.Method = e.Manifest.MethodName()
 	l.Verified = e.Verification != nil && e.Verification.OK
 	if e.Problem == "" {
 		l.Manifest = e.Manifest
@@ -85,24 +87,23 @@ func List(ctx context.Context, st storage.Storage, scope Scope, trust Trust) ([]
 		return nil, err
 	}
 	type found struct {
-		driver, id string
-		verified   bool
+		key      backupKey
+		verified bool
 	}
 	var dirs []*found
 	byDir := map[string]*found{}
 	err := st.List(ctx, scope.Prefix(), func(o storage.Object) error {
-		driver, id, name, ok := scope.parseKey(o.Key)
-		if !ok || name != ManifestName && name != VerifiedName {
+		k, ok := scope.parseKey(o.Key)
+		if !ok || !k.in(scope) || k.name != ManifestName && k.name != VerifiedName {
 			return nil
 		}
-		k := driver + "/" + id
-		if byDir[k] == nil {
-			byDir[k] = &found{driver: driver, id: id}
+		if byDir[k.dir()] == nil {
+			byDir[k.dir()] = &found{key: k}
 		}
-		if name == ManifestName {
-			dirs = append(dirs, byDir[k])
+		if k.name == ManifestName {
+			dirs = append(dirs, byDir[k.dir()])
 		} else {
-			byDir[k].verified = true
+			byDir[k.dir()].verified = true
 		}
 		return nil
 	})
@@ -121,7 +122,7 @@ func List(ctx context.Context, st storage.Storage, scope Scope, trust Trust) ([]
 			defer wg.Done()
 			for i := range next {
 				d := dirs[i]
-				entries[i] = readEntry(ctx, st, scope, trust, d.driver, d.id, d.verified)
+				entries[i] = readEntry(ctx, st, scope, trust, d.key, d.verified)
 			}
 		}()
 	}
@@ -138,9 +139,10 @@ func List(ctx context.Context, st storage.Storage, scope Scope, trust Trust) ([]
 }
 
 // readEntry reads the manifest (and verification record, if there is one)
-// of backup id of driver in scope, and checks them against trust.
-func readEntry(ctx context.Context, st storage.Storage, scope Scope, trust Trust, driver, id string, verified bool) Entry {
-	want := &Manifest{ID: id, Namespace: scope.Namespace, Workload: scope.Workload, Driver: driver}
+// of the backup whose key k is, and checks them against trust.
+func readEntry(ctx context.Context, st storage.Storage, scope Scope, trust Trust, k backupKey, verified bool) Entry {
+	id := k.id
+	want := &Manifest{ID: id, Namespace: scope.Namespace, Workload: scope.Workload, Driver: k.driver, Method: k.method}
 	e := Entry{Manifest: want}
 	raw, err := readAll(ctx, st, want.key(ManifestName), MaxManifestSize)
 	var m *Manifest
@@ -156,8 +158,8 @@ func readEntry(ctx context.Context, st storage.Storage, scope Scope, trust Trust
 		e.Problem, e.err = err.Error(), err
 	case err != nil:
 		e.Problem = err.Error()
-	case m.ID != id || m.Driver != driver || m.Namespace != want.Namespace || m.Workload != want.Workload:
-		e.Problem = fmt.Sprintf("the manifest describes %s/%s/%s/%s, not this directory", m.Namespace, m.Workload, m.Driver, m.ID)
+	case m.ID != id || m.Driver != k.driver || m.Method != k.method || m.Namespace != want.Namespace || m.Workload != want.Workload:
+		e.Problem = fmt.Sprintf("the manifest describes %s, not this directory", m.Dir())
 	default:
 		e.Manifest = m
 		e.Signed = trust.Checks() && m.Signature != nil
@@ -234,7 +236,7 @@ func Select(entries []Entry, sel Selector) (*Entry, error) {
 			return nil, fmt.Errorf("%w: no backup with ID %q here: run `remora list` to see the IDs", ErrNotFound, sel.ID)
 		}
 		if len(match) > 1 {
-			return nil, fmt.Errorf("backup ID %q exists for several drivers: add --driver", sel.ID)
+			return nil, fmt.Errorf("backup ID %q exists for several drivers or methods: add --driver or --method", sel.ID)
 		}
 		return match[0], usable(match[0])
 	case sel.Latest || !sel.Before.IsZero():

@@ -17,11 +17,14 @@ const ManifestFormat = 1
 
 // Manifest describes one complete backup.
 type Manifest struct {
-	Format          int               `json:"format"`
-	ID              string            `json:"id"`
-	Namespace       string            `json:"namespace"`
-	Workload        string            `json:"workload"`
-	Driver          string            `json:"driver"`
+	Format    int    `json:"format"`
+	ID        string `json:"id"`
+	Namespace string `json:"namespace"`
+	Workload  string `json:"workload"`
+	Driver    string `json:"driver"`
+	// Method is "physical" for a physical backup; absent for a logical one,
+	// so that the manifests written before methods existed read unchanged.
+	Method          string            `json:"method,omitempty"`
 	Started         time.Time         `json:"started"`
 	Finished        time.Time         `json:"finished"`
 	DurationSeconds float64           `json:"duration_seconds"`
@@ -49,6 +52,15 @@ type ObjectRecord struct {
 	Size    int64  `json:"size"`     // stored bytes
 	SHA256  string `json:"sha256"`   // of the stored bytes
 	RawSize int64  `json:"raw_size"` // bytes of the dump before compression
+}
+
+// MethodName is the backup's method: drivers.MethodLogical or
+// drivers.MethodPhysical.
+func (m *Manifest) MethodName() string {
+	if m.Method == "" {
+		return drivers.MethodLogical
+	}
+	return m.Method
 }
 
 // HasFiles reports whether the backup holds a files object.
@@ -94,7 +106,10 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if _, err := time.Parse(IDFormat, m.ID); err != nil {
 		return nil, fmt.Errorf("manifest has a bad id %q", m.ID)
 	}
-	if err := (Scope{m.Namespace, m.Workload, m.Driver}).Validate(); err != nil || m.Driver == "" {
+	if m.Method != "" && m.Method != drivers.MethodPhysical {
+		return nil, fmt.Errorf("manifest method %q is not known to this Remora: use a newer remora", m.Method)
+	}
+	if err := (Scope{m.Namespace, m.Workload, m.Driver, m.Method}).Validate(); err != nil || m.Driver == "" {
 		return nil, fmt.Errorf("manifest has a bad scope %s/%s/%s", m.Namespace, m.Workload, m.Driver)
 	}
 	if _, err := codecByName(m.Compression); err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"remora.dev/remora/drivers"
 	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/storage"
 )
@@ -56,6 +57,11 @@ func Prune(ctx context.Context, st storage.Storage, scope Scope, p *retention.Po
 	}
 	if o.Tolerance == 0 {
 		o.Tolerance = DefaultTolerance
+	}
+	if scope.Method == "" {
+		// Each method keeps its own count: a logical and a physical backup
+		// of the same day never compete for one slot of the policy.
+		scope.Method = drivers.MethodLogical
 	}
 	entries, err := List(ctx, st, scope, o.Trust)
 	if err != nil {
@@ -134,9 +140,11 @@ func deleteUnkept(ctx context.Context, st storage.Storage, good []Entry, p reten
 // far longer than any backup runs.
 const LeftoverAge = 24 * time.Hour
 
-// sweep removes what interrupted backups of the scope left: directories
-// without a manifest whose ID and newest object are older than LeftoverAge,
-// and the storage's own leftovers (temporary files, unfinished uploads).
+// sweep removes what interrupted backups of the scope's driver left, of
+// every method: directories without a manifest whose ID and newest object
+// are older than LeftoverAge, and the storage's own leftovers (temporary
+// files, unfinished uploads). Keys outside backup directories (the WAL
+// archive) are not its to remove.
 // Ages are measured by the storage's clock, which stamped them: a local
 // clock running fast must not sweep a backup being written right now.
 func sweep(ctx context.Context, st storage.Storage, scope Scope, o PruneOptions) (int, error) {
@@ -152,25 +160,27 @@ func sweep(ctx context.Context, st storage.Storage, scope Scope, o PruneOptions)
 		}
 	}
 	cutoff := now.Add(-LeftoverAge)
+	scope.Method = ""
 	prefix := scope.Prefix()
 	type dirInfo struct {
+		id       string
 		keys     []string
 		manifest bool
 		newest   time.Time
 	}
 	dirs := map[string]*dirInfo{}
 	err := st.List(ctx, prefix, func(o storage.Object) error {
-		driver, id, name, ok := scope.parseKey(o.Key)
-		if !ok || driver != scope.Driver {
+		k, ok := scope.parseKey(o.Key)
+		if !ok || k.driver != scope.Driver {
 			return nil
 		}
-		d := dirs[id]
+		d := dirs[k.dir()]
 		if d == nil {
-			d = &dirInfo{}
-			dirs[id] = d
+			d = &dirInfo{id: k.id}
+			dirs[k.dir()] = d
 		}
 		d.keys = append(d.keys, o.Key)
-		d.manifest = d.manifest || name == ManifestName
+		d.manifest = d.manifest || k.name == ManifestName
 		if o.ModTime.After(d.newest) {
 			d.newest = o.ModTime
 		}
@@ -180,8 +190,8 @@ func sweep(ctx context.Context, st storage.Storage, scope Scope, o PruneOptions)
 		return 0, err
 	}
 	n := 0
-	for id, d := range dirs {
-		started, _ := time.Parse(IDFormat, id)
+	for _, d := range dirs {
+		started, _ := time.Parse(IDFormat, d.id)
 		if d.manifest || !started.Before(cutoff) || !d.newest.Before(cutoff) {
 			continue
 		}

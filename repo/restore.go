@@ -35,6 +35,9 @@ func Restore(ctx context.Context, st storage.Storage, m *Manifest, drv drivers.D
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if !Logical(m.Method) {
+		return fmt.Errorf("backup %s is a physical backup: it fills a new data directory (remora restore --data-dir DIR), not a running server", m.ID)
+	}
 	if _, err := codecByName(m.Compression); err != nil {
 		return err
 	}

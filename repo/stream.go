@@ -53,7 +53,7 @@ func (c writeChain) put(ctx context.Context, drv drivers.Driver, dests []*dest, 
 	if c.progress != nil {
 		raw.total, stored.total = &c.progress.raw, &c.progress.stored
 	}
-	dumpErr := c.dump(ctx, drv, rec.Object, io.MultiWriter(hash, &stored, puts.fan()), &raw)
+	meta, dumpErr := c.dump(ctx, drv, rec.Object, io.MultiWriter(hash, &stored, puts.fan()), &raw)
 	puts.finish(dumpErr)
 	if dumpErr != nil {
 		// The dump failed, or every destination did (then their errors say why).
@@ -79,32 +79,51 @@ func (c writeChain) put(ctx context.Context, drv drivers.Driver, dests []*dest, 
 		c.log.Error("a destination failed; the others go on", "storage", b.d.Storage.String(), "error", b.d.err)
 	}
 	rec.Size, rec.RawSize, rec.SHA256 = stored.n, raw.n, hex.EncodeToString(hash.Sum(nil))
+	rec.Meta = mergeMeta(rec.Meta, meta)
 	return nil
 }
 
 // dump runs the driver's dump into sink through compression and encryption,
 // counting the raw bytes, and closes the stages innermost first: the
-// compressor flushes into the encryption, which writes its last chunk.
-func (c writeChain) dump(ctx context.Context, drv drivers.Driver, obj drivers.Object, sink io.Writer, raw *counter) error {
+// compressor flushes into the encryption, which writes its last chunk. It
+// returns the Meta the dump learnt (drivers.MetaDumper).
+func (c writeChain) dump(ctx context.Context, drv drivers.Driver, obj drivers.Object, sink io.Writer, raw *counter) (map[string]string, error) {
 	var enc io.WriteCloser = nopWriteCloser{sink}
 	if c.to != nil {
 		var err error
 		if enc, err = age.Encrypt(sink, c.to.list...); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	zw, err := c.cod.newWriter(enc)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := drv.Dump(ctx, obj, io.MultiWriter(zw, raw)); err != nil {
+	meta, err := drivers.DumpMeta(ctx, drv, obj, io.MultiWriter(zw, raw))
+	if err != nil {
 		zw.Close()
-		return err
+		return nil, err
 	}
 	if err := zw.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	return enc.Close()
+	return meta, enc.Close()
+}
+
+// mergeMeta adds what a dump learnt to the Meta the plan gave; the dump's
+// word wins.
+func mergeMeta(plan, learnt map[string]string) map[string]string {
+	if len(learnt) == 0 {
+		return plan
+	}
+	out := make(map[string]string, len(plan)+len(learnt))
+	for k, v := range plan {
+		out[k] = v
+	}
+	for k, v := range learnt {
+		out[k] = v
+	}
+	return out
 }
 
 // puts are the uploads of one object, one per destination, each reading a

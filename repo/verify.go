@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"remora.dev/remora/drivers"
 	"remora.dev/remora/storage"
 )
 
@@ -76,6 +77,10 @@ func writeVerification(ctx context.Context, st storage.Storage, m *Manifest, v V
 	return err
 }
 
+// verifyObject checks one object: its stored bytes against the manifest's
+// size and checksum and, when it can be read through (deep), its raw size
+// and, for a format with a check of its own (a base backup's
+// backup_manifest), that check, all while it streams.
 func verifyObject(ctx context.Context, st storage.Storage, m *Manifest, ids *Identities, rec ObjectRecord) error {
 	deep := m.Encryption == nil || ids != nil
 	o, err := openObject(ctx, st, m, ids, rec, 0, deep)
@@ -83,16 +88,43 @@ func verifyObject(ctx context.Context, st storage.Storage, m *Manifest, ids *Ide
 		return err
 	}
 	defer o.Close()
-	n, readErr := io.Copy(io.Discard, o)
+	r := &readRecorder{r: o}
+	var checkErr error
+	if f, ok := drivers.FormatOf(rec.Format); ok && f.Check != nil && deep {
+		checkErr = f.Check(ctx, rec.Object, r)
+	}
+	if checkErr == nil {
+		io.Copy(io.Discard, r)
+	}
 	// The checksum's verdict first: read what decompression left.
 	if err := o.finish(); err != nil {
 		return err
 	}
 	switch {
-	case readErr != nil:
-		return o.explain(readErr)
-	case deep && n != rec.RawSize:
-		return fmt.Errorf("%w: %s decompresses to %d bytes, the manifest says %d", ErrCorrupt, rec.Key, n, rec.RawSize)
+	case r.err != nil:
+		return o.explain(r.err)
+	case checkErr != nil:
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, rec.Key, checkErr)
+	case deep && r.n != rec.RawSize:
+		return fmt.Errorf("%w: %s decompresses to %d bytes, the manifest says %d", ErrCorrupt, rec.Key, r.n, rec.RawSize)
 	}
 	return nil
+}
+
+// readRecorder counts what is read through it and keeps the first error
+// other than EOF: a format's check that fails because its stream did is
+// told from one that found the contents wrong.
+type readRecorder struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *readRecorder) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }

@@ -36,6 +36,7 @@ const (
 	AnnotationCompression = Prefix + "compression"
 	AnnotationMember      = Prefix + "member"
 	AnnotationTimeout     = Prefix + "timeout"
+	AnnotationMethod      = Prefix + "method"
 	AnnotationStatus      = Prefix + "status"
 )
 
@@ -68,6 +69,19 @@ type Spec struct {
 	Compression string   // empty: not annotated (the agent's --compression, else zstd)
 	Member      string   // any, primary, replica, ordinal-N
 	Timeout     time.Duration
+	Method      string // logical or physical; empty: not annotated (the agent's --method, else logical)
+}
+
+// Methods are the values of remora.dev/method.
+var Methods = []string{"logical", "physical"}
+
+// CheckMethod checks remora.dev/method against the driver the pod backs up
+// with (annotated or detected): physical backups are PostgreSQL's.
+func (s Spec) CheckMethod(driver string) error {
+	if s.Method == "physical" && driver != "postgres" {
+		return invalid(AnnotationMethod, s.Method, fmt.Sprintf("physical backups are PostgreSQL's, and this pod backs up with the %s driver", driver), `"logical"`)
+	}
+	return nil
 }
 
 // Drivers are the values of remora.dev/driver.
@@ -171,6 +185,13 @@ var fields = []struct {
 	{AnnotationMember, `"replica"`, func(s *Spec, v string) string {
 		s.Member = v
 		return matches(memberRE, v, "want any, primary, replica or ordinal-N")
+	}},
+	{AnnotationMethod, `"physical"`, func(s *Spec, v string) string {
+		s.Method = v
+		if s.Driver != "" && s.Driver != "postgres" && v == "physical" {
+			return "physical backups are PostgreSQL's; " + AnnotationDriver + " is " + s.Driver
+		}
+		return oneOf(v, "want logical (dumps) or physical (PostgreSQL base backups)", Methods...)
 	}},
 	{AnnotationTimeout, `"6h" or "90m"`, func(s *Spec, v string) string {
 		d, err := time.ParseDuration(v)

@@ -58,6 +58,9 @@ func TestParseAnnotations(t *testing.T) {
 		{AnnotationTimeout, "1s", true},
 		{AnnotationTimeout, "168h", true},
 		{AnnotationTimeout, "169h", false},
+		{AnnotationMethod, "logical", true},
+		{AnnotationMethod, "physical", true},
+		{AnnotationMethod, "snapshot", false},
 		{AnnotationTimeout, "0s", false},
 		{AnnotationTimeout, "-1h", false},
 		{AnnotationTimeout, "500ms", false},
@@ -100,5 +103,26 @@ func TestReadFile(t *testing.T) {
 	os.WriteFile(p, []byte("broken line\n"), 0o644)
 	if _, err := ReadFile(p); err == nil {
 		t.Fatal("accepted a broken file")
+	}
+}
+
+// TestMethodPhysicalIsPostgresOnly: remora.dev/method=physical with another
+// driver is refused in one line naming the annotation, the value and a
+// valid example, whether the driver is annotated or detected.
+func TestMethodPhysicalIsPostgresOnly(t *testing.T) {
+	_, err := Parse(map[string]string{AnnotationDriver: "mysql", AnnotationMethod: "physical"}, "shop/db-0")
+	if err == nil || !strings.Contains(err.Error(), AnnotationMethod+`="physical"`) || !strings.Contains(err.Error(), "example") {
+		t.Errorf("annotated mysql: err = %v", err)
+	}
+	s, err := Parse(map[string]string{AnnotationMethod: "physical"}, "shop/db-0")
+	if err != nil || s.Method != "physical" {
+		t.Fatalf("method %q, %v", s.Method, err)
+	}
+	if err := s.CheckMethod("postgres"); err != nil {
+		t.Errorf("postgres: %v", err)
+	}
+	err = s.CheckMethod("redis")
+	if err == nil || !strings.Contains(err.Error(), AnnotationMethod) || !strings.Contains(err.Error(), `example: "logical"`) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("detected redis: err = %v", err)
 	}
 }

@@ -65,6 +65,9 @@ func detect(pod *corev1.Pod, ns string, cfg Config) (*target, Result) {
 	case !asked && !cfg.AutoDetect:
 		return nil, Result{Skip: SkipNotDatabase}
 	}
+	if err := s.CheckMethod(driver); err != nil {
+		return nil, Result{Denied: "remora: " + err.Error()}
+	}
 	if why := unreadableAsNonRoot(pod, db, driver); why != "" {
 		return nil, Result{Skip: why, Warn: true}
 	}

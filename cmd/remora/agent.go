@@ -37,6 +37,9 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := a.c.checkMethod(); err != nil {
+		return err
+	}
 	recipients, err := repo.ParseRecipients(a.encryptTo)
 	if err != nil {
 		return usage(err)
@@ -65,7 +68,7 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 		Signer: signer, Trust: trust, RetentionFloor: floor,
 		Pod: os.Getenv(sidecar.EnvPodName), Notify: notifyCfg,
 		Namespace: a.c.namespace, Workload: a.c.workload, Driver: a.c.driver, DSN: a.c.dsn,
-		Storage: a.c.storage.values, Paths: drivers.ParseList(a.paths), DumpArgs: dumpArgs, Compression: a.compression,
+		Storage: a.c.storage.values, Paths: drivers.ParseList(a.paths), DumpArgs: dumpArgs, Compression: a.compression, Method: a.c.method,
 		Recipients: recipients, AnnotationsFile: a.annotations, Socket: a.socket, MetricsAddr: a.metricsAddr, Logger: log,
 	})
 	if err != nil {
@@ -78,6 +81,7 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 // webhook sets in the sidecar.
 func (a *agentCommand) flags(fs *flag.FlagSet) {
 	a.c.addFlags(fs, true)
+	a.c.methodFlag(fs, "")
 	a.c.logFormat = "json"
 	if v, ok := os.LookupEnv(envName("log-format")); ok {
 		a.c.logFormat = v

@@ -33,6 +33,7 @@ type backupCommand struct {
 func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	fs := b.env.newFlagSet("backup", "backup --driver postgres --dsn URL --storage URL [flags]")
 	b.c.addFlags(fs, true)
+	b.c.methodFlag(fs, drivers.MethodLogical)
 	stringFlag(fs, &b.databases, "databases", "all", "databases to back up: all, or a comma list")
 	stringFlag(fs, &b.paths, "paths", "", "files and directories to archive: with --driver files, or extra files with any driver (comma list)")
 	stringFlag(fs, &b.dumpArgs, "dump-args", "", "extra flags for the dump tool, quoted as in a shell; only an allowlist is accepted")
@@ -92,8 +93,11 @@ func (b *backupCommand) options(ctx context.Context, log *slog.Logger) (repo.Bac
 	if err != nil {
 		return repo.BackupOptions{}, usage(err)
 	}
+	if err := b.c.checkMethod(); err != nil {
+		return repo.BackupOptions{}, err
+	}
 	drv, err := drivers.New(b.c.driver, drivers.Config{DSN: b.c.dsn, Databases: drivers.ParseDatabases(b.databases),
-		Paths: drivers.ParseList(b.paths), DumpArgs: dumpArgs})
+		Paths: drivers.ParseList(b.paths), DumpArgs: dumpArgs, Method: b.c.method})
 	if err != nil {
 		return repo.BackupOptions{}, usage(err)
 	}

@@ -173,6 +173,7 @@ type common struct {
 	workload   string
 	logFormat  string
 	logLevel   string
+	method     string // logical or physical; empty in a list: every method
 }
 
 func (c *common) addFlags(fs *flag.FlagSet, withDSN bool) {
@@ -284,7 +285,36 @@ func allowUnsignedFlag(fs *flag.FlagSet, p *bool) {
 }
 
 func (c *common) scope() repo.Scope {
-	return repo.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver}
+	return repo.Scope{Namespace: c.namespace, Workload: c.workload, Driver: c.driver, Method: c.method}
+}
+
+// methodFlag defines --method for the commands that take backups, with its
+// twin REMORA_METHOD.
+func (c *common) methodFlag(fs *flag.FlagSet, def string) {
+	stringFlag(fs, &c.method, "method", def, "backup method: logical (dumps) or physical (PostgreSQL base backups); remora.dev/method overrides it in a pod")
+}
+
+// methodChoice defines --method for the commands that pick backups: no
+// environment twin, so that a sidecar's REMORA_METHOD does not hide the
+// other method's backups.
+func (c *common) methodChoice(fs *flag.FlagSet) {
+	choiceString(fs, &c.method, "method", "only backups of this method: logical or physical (default: both)")
+}
+
+// checkMethod checks --method against the driver (physical is PostgreSQL's).
+func (c *common) checkMethod() error {
+	if c.method == "" {
+		return nil
+	}
+	if c.method != drivers.MethodLogical && c.method != drivers.MethodPhysical {
+		return usagef("--method %q: want logical or physical", c.method)
+	}
+	if c.driver != "" {
+		if err := drivers.CheckMethod(c.driver, c.method); err != nil {
+			return usage(err)
+		}
+	}
+	return nil
 }
 
 // openStorage opens the storage that list, verify and restore read: the
@@ -309,6 +339,9 @@ func (c *common) openStorage(ctx context.Context, e *environment, log *slog.Logg
 func (c *common) list(ctx context.Context, st storage.Storage, trust repo.Trust) ([]repo.Entry, error) {
 	if err := c.scope().Validate(); err != nil {
 		return nil, usage(err)
+	}
+	if err := c.checkMethod(); err != nil {
+		return nil, err
 	}
 	if err := st.Check(ctx); err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ type listCommand struct {
 func (l *listCommand) Run(ctx context.Context, args []string) error {
 	fs := l.env.newFlagSet("list", "list [--json] [flags]")
 	l.c.addFlags(fs, false)
+	l.c.methodChoice(fs)
 	choiceBool(fs, &l.json, "json", "print JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -59,14 +60,14 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(l.env.stdout, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDRIVER\tTIME (UTC)\tDURATION\tSIZE\tDATABASES\tSIGNED\tVERIFIED")
+	fmt.Fprintln(tw, "ID\tDRIVER\tMETHOD\tTIME (UTC)\tDURATION\tSIZE\tDATABASES\tSIGNED\tVERIFIED")
 	for _, e := range entries {
 		m := e.Manifest
 		if e.Problem != "" {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t%s: %s\n", m.ID, m.Driver, damage(&e), e.Problem)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\t%s: %s\n", m.ID, m.Driver, m.MethodName(), damage(&e), e.Problem)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Driver, m.Started.Format("2006-01-02 15:04:05"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Driver, m.MethodName(), m.Started.Format("2006-01-02 15:04:05"),
 			(time.Duration(m.DurationSeconds*10) * time.Second / 10).String(), humanBytes(m.Size()), strings.Join(m.Databases, ","),
 			signed(&e, trust), verified(e.Verification))
 	}

@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strings"
 
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/sidecar"
+	"remora.dev/remora/storage"
 )
 
 type restoreCommand struct {
@@ -25,20 +29,13 @@ type restoreCommand struct {
 	// allowUnsigned accepts a backup without a signature.
 	allowUnsigned bool
 	socket        string
+	dataDir       string
+	tablespaceMap listFlag // OID=DIR
 }
 
 func (r *restoreCommand) Run(ctx context.Context, args []string) error {
-	fs := r.env.newFlagSet("restore", "restore ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes] [flags]")
-	r.c.addFlags(fs, true)
-	choiceBool(fs, &r.latest, "latest", "restore the newest backup")
-	choiceString(fs, &r.before, "before", "restore the newest backup taken at or before this time (RFC 3339, or UTC)")
-	choiceString(fs, &r.database, "database", "restore only this database of the backup")
-	choiceString(fs, &r.into, "into", "restore the database under this name instead of its own (created if missing)")
-	choiceBool(fs, &r.yes, "yes", "allow overwriting existing databases and roles")
-	choiceBool(fs, &r.noGlobals, "no-globals", "in a full restore, leave roles and tablespaces alone")
-	identityFlag(fs, &r.identity)
-	allowUnsignedFlag(fs, &r.allowUnsigned)
-	stringFlag(fs, &r.socket, "socket", sidecar.SocketPath, "the agent's control socket; a restore never runs while the agent backs up")
+	fs := r.env.newFlagSet("restore", "restore ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes] | [--data-dir DIR] [flags]")
+	r.flags(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -47,16 +44,23 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := r.chooseMethod(); err != nil {
+		return err
+	}
 	r.c.credentials()
 	log, err := r.c.logger(r.env)
 	if err != nil {
 		return err
 	}
-	release, err := r.lock(ctx)
-	if err != nil {
-		return err
+	if r.dataDir == "" {
+		// A data directory is no server's: only a restore into one waits
+		// for the agent.
+		release, err := r.lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
-	defer release()
 	ids, err := repo.LoadIdentities(r.identity)
 	if err != nil {
 		return usage(err)
@@ -83,6 +87,9 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if e.Verification != nil && !e.Verification.OK {
 		return fmt.Errorf("%w: backup %s failed its last verification: %v", repo.ErrCorrupt, m.ID, e.Verification.Problems)
 	}
+	if r.dataDir != "" {
+		return r.restoreDataDir(ctx, st, m, ids, log, trust)
+	}
 	drv, err := drivers.New(m.Driver, drivers.Config{DSN: r.c.dsn, RestoreFiles: m.HasFiles()})
 	if err != nil {
 		return usage(err)
@@ -94,6 +101,80 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(r.env.stdout, "restored backup %s\n", m.ID)
+	warnUnchecked(log, trust)
+	return nil
+}
+
+// flags defines restore's flags.
+func (r *restoreCommand) flags(fs *flag.FlagSet) {
+	r.c.addFlags(fs, true)
+	r.c.methodChoice(fs)
+	choiceString(fs, &r.dataDir, "data-dir", "PostgreSQL: fill this new (or empty) directory from a physical backup, to start a server on; no server is touched")
+	invocationFlags["tablespace-map"] = true
+	fs.Var(&r.tablespaceMap, "tablespace-map", "with --data-dir: put tablespace OID's files in DIR instead of where they were (OID=DIR; repeat for several)")
+	choiceBool(fs, &r.latest, "latest", "restore the newest backup")
+	choiceString(fs, &r.before, "before", "restore the newest backup taken at or before this time (RFC 3339, or UTC)")
+	choiceString(fs, &r.database, "database", "restore only this database of the backup")
+	choiceString(fs, &r.into, "into", "restore the database under this name instead of its own (created if missing)")
+	choiceBool(fs, &r.yes, "yes", "allow overwriting existing databases and roles")
+	choiceBool(fs, &r.noGlobals, "no-globals", "in a full restore, leave roles and tablespaces alone")
+	identityFlag(fs, &r.identity)
+	allowUnsignedFlag(fs, &r.allowUnsigned)
+	stringFlag(fs, &r.socket, "socket", sidecar.SocketPath, "the agent's control socket; a restore never runs while the agent backs up")
+}
+
+// chooseMethod picks the method of the backups a restore considers:
+// --data-dir fills a data directory from a physical backup; anything else
+// restores a logical one into a server.
+func (r *restoreCommand) chooseMethod() error {
+	if r.dataDir == "" {
+		if len(r.tablespaceMap.values) > 0 {
+			return usagef("--tablespace-map goes with --data-dir")
+		}
+		if r.c.method == drivers.MethodPhysical {
+			return usagef("a physical backup is restored into a new data directory: add --data-dir DIR")
+		}
+		r.c.method = drivers.MethodLogical
+		return nil
+	}
+	if r.database != "" || r.into != "" || r.noGlobals {
+		return usagef("--data-dir fills a data directory from a physical backup; --database, --into and --no-globals restore a logical one into a server: give one or the other")
+	}
+	if r.c.method == drivers.MethodLogical {
+		return usagef("--data-dir is filled from a physical backup, not a logical one: drop --method logical")
+	}
+	r.c.method = drivers.MethodPhysical
+	return nil
+}
+
+// tablespaces reads --tablespace-map OID=DIR.
+func (r *restoreCommand) tablespaces() (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range r.tablespaceMap.values {
+		oid, dir, ok := strings.Cut(v, "=")
+		if !ok || oid == "" || strings.Trim(oid, "0123456789") != "" || !filepath.IsAbs(dir) {
+			return nil, usagef("--tablespace-map %q: want OID=/absolute/dir, e.g. 16384=/var/lib/postgresql/ts1", v)
+		}
+		out[oid] = filepath.Clean(dir)
+	}
+	return out, nil
+}
+
+// restoreDataDir fills --data-dir from physical backup m.
+func (r *restoreCommand) restoreDataDir(ctx context.Context, st storage.Storage, m *repo.Manifest, ids *repo.Identities, log *slog.Logger, trust repo.Trust) error {
+	ts, err := r.tablespaces()
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(r.dataDir)
+	if err != nil {
+		return usage(err)
+	}
+	log.Info("restoring backup into a data directory", "id", m.ID, "driver", m.Driver, "data_dir", dir)
+	if err := repo.RestoreDataDir(ctx, st, m, repo.DataDirOptions{Dir: dir, Tablespaces: ts, Identities: ids, Logger: log}); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.env.stdout, "restored backup %s into %s: start PostgreSQL on it\n", m.ID, dir)
 	warnUnchecked(log, trust)
 	return nil
 }

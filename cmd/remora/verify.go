@@ -20,6 +20,7 @@ type verifyCommand struct {
 func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 	fs := v.env.newFlagSet("verify", "verify [ID|--all] [flags]")
 	v.c.addFlags(fs, false)
+	v.c.methodChoice(fs)
 	choiceBool(fs, &v.all, "all", "verify every backup")
 	identityFlag(fs, &v.identity)
 	allowUnsignedFlag(fs, &v.allowUnsigned)

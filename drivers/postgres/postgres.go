@@ -45,6 +45,7 @@ type Driver struct {
 	adminDB   string   // the DSN's database, used for server-wide work
 	databases []string // to back up; nil means all
 	dumpArgs  []string // extra pg_dump flags
+	method    string   // drivers.MethodPhysical: base backups; else dumps
 }
 
 // dumpFlags are the pg_dump flags --dump-args accepts: what to include and
@@ -75,7 +76,7 @@ func New(cfg drivers.Config) (*Driver, error) {
 	if err := drivers.CheckArgs("pg_dump", cfg.DumpArgs, dumpFlags); err != nil {
 		return nil, err
 	}
-	d := &Driver{dsn: cfg.DSN, databases: cfg.Databases, dumpArgs: cfg.DumpArgs}
+	d := &Driver{dsn: cfg.DSN, databases: cfg.Databases, dumpArgs: cfg.DumpArgs, method: cfg.Method}
 	if u.User != nil {
 		d.password, _ = u.User.Password()
 		u.User = url.User(u.User.Username())
@@ -188,6 +189,9 @@ func (d *Driver) toolVersion(ctx context.Context, name string) (string, int, err
 }
 
 func (d *Driver) Plan(ctx context.Context) (*drivers.Plan, error) {
+	if d.method == drivers.MethodPhysical {
+		return d.physicalPlan(ctx)
+	}
 	conn, err := d.connect(ctx, d.adminDB)
 	if err != nil {
 		return nil, err
@@ -265,6 +269,9 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 	case drivers.KindDatabase:
 		args := append(slices.Clone(d.dumpArgs), "--format=custom", "--compress=0", "--no-password", "--dbname="+d.dbURL(obj.Database))
 		return d.tool("pg_dump", args...).Run(ctx, nil, w)
+	case drivers.KindPhysical:
+		_, err := d.baseBackup(ctx, w)
+		return err
 	}
 	return fmt.Errorf("postgres: unknown object kind %q", obj.Kind)
 }
@@ -315,6 +322,8 @@ func (d *Driver) Restore(ctx context.Context, obj drivers.Object, r io.Reader, o
 		return d.restoreGlobals(ctx, r)
 	case drivers.KindDatabase:
 		return d.restoreDatabase(ctx, obj, r, opts)
+	case drivers.KindPhysical:
+		return errors.New("postgres: a physical backup is restored into an empty data directory (remora restore --data-dir DIR), not into a running server")
 	}
 	return fmt.Errorf("postgres: unknown object kind %q", obj.Kind)
 }

@@ -23,6 +23,7 @@ type Postgres struct {
 	Password  string
 	Bin       string // the server's bin directory (initdb, postgres, psql, pgbench, ...)
 	Data      string // the data directory
+	settings  []string
 	p         *proc
 }
 
@@ -113,18 +114,59 @@ func template(t testing.TB, bin string) (string, error) {
 }
 
 // StartPostgres starts a PostgreSQL server with a fresh data directory.
+// It allows replication connections (initdb's pg_hba.conf has them, as the
+// stock images do) with wal_level replica, PostgreSQL's default.
 func StartPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	return StartPostgresWith(t)
+}
+
+// StartPostgresWith starts a PostgreSQL server with a fresh data directory
+// and extra settings ("wal_level=minimal", ...).
+func StartPostgresWith(t testing.TB, settings ...string) *Postgres {
+	t.Helper()
+	bin := postgresBin(t)
+	tmpl, err := template(t, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := pgBase(t)
+	data := filepath.Join(base, "data")
+	if out, err := exec.Command("cp", "-a", tmpl, data).CombinedOutput(); err != nil {
+		t.Fatalf("copy data dir: %v\n%s", err, out)
+	}
+	return startPostgres(t, bin, base, data, settings, 0)
+}
+
+// StartPostgresOn starts a PostgreSQL server on an existing data directory
+// (one a restore filled), made the server user's when the tests run as
+// root. The server recovers what the directory needs before it is ready.
+func StartPostgresOn(t testing.TB, data string) *Postgres {
+	t.Helper()
+	bin := postgresBin(t)
+	if _, uid, gid := pgCred(t); uid >= 0 {
+		if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), data).CombinedOutput(); err != nil {
+			t.Fatalf("chown %s: %v\n%s", data, err, out)
+		}
+	}
+	return startPostgres(t, bin, pgBase(t), data, nil, 0)
+}
+
+func postgresBin(t testing.TB) string {
 	t.Helper()
 	bin := PostgresBin()
 	if bin == "" {
 		Missing(t, "PostgreSQL server", "apt-get install postgresql, or set REMORA_PG_BIN to its bin directory")
 	}
-	tmpl, err := template(t, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return bin
+}
+
+// pgBase makes the directory of a server's socket and log (short: the
+// socket path is limited to 107 bytes), removed after the test.
+func pgBase(t testing.TB) string {
+	t.Helper()
 	_, uid, gid := pgCred(t)
-	base, err := os.MkdirTemp("", "rpg") // short: the socket path is limited to 107 bytes
+	base, err := os.MkdirTemp("", "rpg")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,27 +174,27 @@ func StartPostgres(t testing.TB) *Postgres {
 	if uid >= 0 {
 		os.Chown(base, uid, gid)
 	}
-	data := filepath.Join(base, "data")
-	if out, err := exec.Command("cp", "-a", tmpl, data).CombinedOutput(); err != nil {
-		t.Fatalf("copy data dir: %v\n%s", err, out)
-	}
-	return startOn(t, bin, base, data, 0)
+	return base
 }
 
-// startOn starts a server on the data directory data, its socket and logs
-// in base, on port (a free one when 0).
-func startOn(t testing.TB, bin, base, data string, port int) *Postgres {
+// startPostgres starts a server on data, its socket and log in base, on
+// port (a free one when 0).
+func startPostgres(t testing.TB, bin, base, data string, settings []string, port int) *Postgres {
 	t.Helper()
 	attr, _, _ := pgCred(t)
 	var lastErr error
 	for try := 0; try < 3; try++ {
-		pg := &Postgres{Port: port, SocketDir: base, User: "postgres", Password: Canary, Bin: bin, Data: data}
+		pg := &Postgres{Port: port, SocketDir: base, User: "postgres", Password: Canary, Bin: bin, Data: data, settings: settings}
 		if port == 0 {
 			pg.Port = FreePort(t)
 		}
-		cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", itoa(pg.Port), "-k", base,
+		args := []string{"-D", data, "-p", itoa(pg.Port), "-k", base,
 			"-c", "listen_addresses=127.0.0.1", "-F", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=50", "-c", "shared_buffers=32MB")
+			"-c", "max_connections=50", "-c", "shared_buffers=32MB"}
+		for _, s := range settings {
+			args = append(args, "-c", s)
+		}
+		cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 		cmd.SysProcAttr = attr
 		pg.p = start(t, cmd, filepath.Join(base, fmt.Sprintf("postgres-%d-%d.log", pg.Port, try)))
 		lastErr = pg.p.waitReady(func() error {
@@ -177,31 +219,7 @@ func (pg *Postgres) Restart(t testing.TB, crash bool) {
 		sig = syscall.SIGKILL
 	}
 	pg.p.stop(sig)
-	*pg = *startOn(t, pg.Bin, pg.SocketDir, pg.Data, pg.Port)
-}
-
-// StartPostgresOn starts a server on an existing data directory (a
-// restored one), owned by the user the servers run as, with its socket
-// in a new temporary directory.
-func StartPostgresOn(t testing.TB, data string) *Postgres {
-	t.Helper()
-	bin := PostgresBin()
-	if bin == "" {
-		Missing(t, "PostgreSQL server", "apt-get install postgresql, or set REMORA_PG_BIN to its bin directory")
-	}
-	_, uid, gid := pgCred(t)
-	base, err := os.MkdirTemp("", "rpg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if uid >= 0 {
-		os.Chown(base, uid, gid)
-		if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), data).CombinedOutput(); err != nil {
-			t.Fatalf("chown %s: %v\n%s", data, err, out)
-		}
-	}
-	return startOn(t, bin, base, data, 0)
+	*pg = *startPostgres(t, pg.Bin, pg.SocketDir, pg.Data, pg.settings, pg.Port)
 }
 
 // DSN is the URL for database db over TCP, with the password.
@@ -252,4 +270,22 @@ func Main(m *testing.M) {
 		os.RemoveAll(dir)
 	}
 	os.Exit(code)
+}
+
+// ServerDir makes an empty directory the server may write to (for a
+// tablespace), removed after the test.
+func (pg *Postgres) ServerDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, uid, gid := pgCred(t); uid >= 0 {
+		// t.TempDir's parent is the test's own directory: let the server in.
+		for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+			os.Chmod(d, 0o755)
+			if d == dir {
+				os.Chown(d, uid, gid)
+			}
+		}
+	}
+	os.Chmod(dir, 0o700)
+	return dir
 }
