@@ -150,7 +150,7 @@ func (a *LogArchive) Store(ctx context.Context, f LogFile) (*LogRecord, error) {
 	}
 	cod := a.codec
 	name := f.StoredName()
-	dataKey := a.Scope.logKey(f.System, f.Series, name+cod.ext+a.encExt())
+	dataKey := a.Scope.logKey(f.System, f.Series, name+cod.ext+a.encExt(name))
 	recKey := a.Scope.logKey(f.System, f.Series, name+".json")
 	var errs []error
 	for _, st := range a.Storages {
@@ -175,11 +175,12 @@ func (a *LogArchive) Delete(ctx context.Context, st storage.Storage, system, ser
 	if err := st.Delete(ctx, a.Scope.logKey(system, series, storedName+".json")); err != nil {
 		return err
 	}
-	return st.Delete(ctx, a.Scope.logKey(system, series, storedName+a.codec.ext+a.encExt()))
+	return st.Delete(ctx, a.Scope.logKey(system, series, storedName+a.codec.ext+a.encExt(storedName)))
 }
 
-func (a *LogArchive) encExt() string {
-	if a.Recipients != nil {
+// encExt is the suffix encryption adds to a file's data key.
+func (a *LogArchive) encExt(name string) string {
+	if a.Recipients != nil && !isMetadata(name) {
 		return ".age"
 	}
 	return ""
@@ -204,7 +205,8 @@ func (a *LogArchive) encode(f LogFile) ([]byte, *LogRecord, error) {
 	}
 	var buf bytes.Buffer
 	var enc io.WriteCloser = nopWriteCloser{&buf}
-	if a.Recipients != nil {
+	encrypt := a.Recipients != nil && !isMetadata(f.Name)
+	if encrypt {
 		var err error
 		if enc, err = age.Encrypt(&buf, a.Recipients.list...); err != nil {
 			return nil, nil, err
@@ -231,11 +233,17 @@ func (a *LogArchive) encode(f LogFile) ([]byte, *LogRecord, error) {
 	rec := &LogRecord{Format: logRecordFormat, System: f.System, Series: f.Series, Name: f.Name, Partial: f.Partial, Start: f.Start, End: f.End,
 		Archived: now().UTC().Truncate(time.Millisecond), Size: int64(buf.Len()), RawSize: int64(len(f.Data)),
 		SHA256: hex.EncodeToString(sum[:]), Compression: a.codec.name}
-	if a.Recipients != nil {
+	if encrypt {
 		rec.Encryption = &Encryption{Recipients: a.Recipients.Keys}
 	}
 	return buf.Bytes(), rec, nil
 }
+
+// isMetadata reports whether an archived file is metadata, like a
+// manifest, rather than data: a timeline history file, which says only
+// where timelines branched. It is stored unencrypted (and signed), so
+// that listing a restorable window needs no private key.
+func isMetadata(name string) bool { return strings.HasSuffix(name, ".history") }
 
 // LogEntry is one archived file as a listing of the storage shows it: its
 // record's key and time. Its content is read, and its record checked, by
@@ -384,7 +392,7 @@ func decodeLog(stored []byte, rec *LogRecord, cod codec, ids *Identities) ([]byt
 			return nil, fmt.Errorf("%w: cannot decrypt archived file %s: %v", ErrNoIdentity, rec.Name, err)
 		}
 		plain = dr
-	} else if ids != nil && len(ids.list) > 0 {
+	} else if ids != nil && len(ids.list) > 0 && !isMetadata(rec.Name) {
 		return nil, fmt.Errorf("%w: archived file %s is not encrypted, but an identity was given: refusing what a key holder cannot have written", ErrUntrusted, rec.Name)
 	}
 	dec, err := cod.newReader(plain)

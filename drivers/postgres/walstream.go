@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -522,4 +523,25 @@ func (st *stream) sendStatus(ctx context.Context, reply bool) error {
 	received := st.seg + LSN(len(st.buf))
 	return pglogrepl.SendStandbyStatusUpdate(ctx, st.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: received, WALFlushPosition: st.stored, WALApplyPosition: st.stored, ReplyRequested: reply})
+}
+
+// SlotRetained is how much WAL the replication slot holds back on the
+// server: from its restart position to the server's current one, in
+// bytes. A slot that does not exist holds nothing.
+func (d *Driver) SlotRetained(ctx context.Context, slot string) (uint64, error) {
+	conn, err := d.connect(ctx, d.adminDB)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var n *int64
+	err = conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && n == nil {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return uint64(max(*n, 0)), nil
 }
