@@ -129,3 +129,56 @@ func TestRecoverToATime(t *testing.T) {
 func exec(name string, args ...string) ([]byte, error) {
 	return osexec.Command(name, args...).CombinedOutput()
 }
+
+// TestRecoverAcrossATimeline: a server recovered to a point is promoted
+// to timeline 2 and archives into the same archive; a later restore from
+// the same base backup follows timeline 1 to the branch point and
+// timeline 2 after it, and leaves out what timeline 1 wrote after the
+// branch.
+func TestRecoverAcrossATimeline(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	pg.Psql(t, "postgres", "CREATE TABLE t (id int, v text)")
+	a := newArchive(t, pg)
+	a.start()
+	baseDir, base := baseBackup(t, pg)
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (1, 'kept')")
+	target, _ := time.Parse("2006-01-02 15:04:05.999999-07", strings.TrimSpace(pg.Psql(t, "postgres", "SELECT clock_timestamp()")))
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (2, 'dropped by the branch'); SELECT pg_switch_wal()")
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (3, 'dropped by the branch')")
+	a.storedPast(t)
+	a.stop()
+	pg.Kill()
+
+	ctx := context.Background()
+	dir := restoreCopy(t, baseDir)
+	if _, err := Recover(ctx, a.st, a.scope, repo.Trust{}, nil, base, dir, Target{Time: target}); err != nil {
+		t.Fatal(err)
+	}
+	promoted := startRecovered(t, dir)
+	if tli := strings.TrimSpace(promoted.Psql(t, "postgres", "SELECT timeline_id FROM pg_control_checkpoint()")); tli != "2" {
+		t.Logf("timeline after promotion: %s", tli)
+	}
+	b := newArchive(t, promoted)
+	b.st = a.st // the same archive, as a recovered workload keeps its storage
+	b.start()
+	promoted.Psql(t, "postgres", "INSERT INTO t VALUES (4, 'on timeline 2'); SELECT pg_switch_wal()")
+	promoted.Psql(t, "postgres", "INSERT INTO t VALUES (5, 'on timeline 2')")
+	b.storedPast(t)
+	if !b.has("00000002.history") {
+		t.Fatal("the history file of timeline 2 was not archived")
+	}
+
+	dir = restoreCopy(t, baseDir)
+	if _, err := Recover(ctx, a.st, a.scope, repo.Trust{}, nil, base, dir, Target{Latest: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := startRecovered(t, dir)
+	if rows := strings.TrimSpace(got.Psql(t, "postgres", "SELECT string_agg(id::text, ',' ORDER BY id) FROM t")); rows != "1,4,5" {
+		t.Errorf("recovered across the timeline: rows %s, want 1,4,5", rows)
+	}
+	if rep, err := VerifyChain(ctx, a.st, a.scope, repo.Trust{}, nil, base); err != nil {
+		t.Errorf("chain: %v", err)
+	} else {
+		t.Logf("chain: %d files up to %s", rep.Files, rep.Last)
+	}
+}

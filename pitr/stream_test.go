@@ -219,3 +219,28 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// TestStreamReportsAGap: WAL the server removed while no slot kept it (the
+// slot dropped while the sidecar was away) is a gap: reported, counted,
+// and the streaming goes on from what the server has.
+func TestStreamReportsAGap(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	pg.Psql(t, "postgres", "CREATE TABLE t (id int, v text)")
+	a := newArchive(t, pg)
+	a.start()
+	first := switchWAL(t, pg)
+	testenv.WaitFor(t, "the first segment archived", time.Minute, func() bool { return a.has(first) })
+	a.stop()
+	pg.Psql(t, "postgres", "SELECT pg_drop_replication_slot('remora')")
+	for range 8 {
+		switchWAL(t, pg)
+	}
+	pg.Psql(t, "postgres", "CHECKPOINT")
+	pg.Psql(t, "postgres", "CHECKPOINT")
+	a.start()
+	last := switchWAL(t, pg)
+	testenv.WaitFor(t, "streaming after the gap", time.Minute, func() bool { return a.has(last) })
+	if g := a.s.Stats().Gaps; g != 1 {
+		t.Errorf("%d gaps reported, want 1", g)
+	}
+}

@@ -162,7 +162,9 @@ type stream struct {
 	buf     []byte    // its bytes so far
 	flushed int       // len(buf) when it was last stored as a partial
 	pending time.Time // when the oldest byte not stored was received; zero: none
-	stored  LSN       // reported to the server as flushed
+	keep    LSN       // where the slot's WAL begins, when it is after the archive's end
+	keepTLI uint32
+	stored  LSN // reported to the server as flushed
 }
 
 // session connects, finds where the archive ends and streams from there
@@ -189,6 +191,13 @@ func (s *WALStreamer) session(ctx context.Context) error {
 	s.update(func(x *WALStats) { x.Connected, x.LastError = true, "" })
 	for {
 		next, nextStart, err := st.follow(ctx, tli, start)
+		if errors.Is(err, errWALRemoved) && st.keep > start {
+			st.s.update(func(x *WALStats) { x.Gaps++ })
+			st.s.Log.Error("WAL gap: the server no longer has WAL the archive needs (its slot was dropped or recreated); restores cannot cross it",
+				"missing_from", start.String(), "missing_to", st.keep.String())
+			next, nextStart, st.keep = st.keepTLI, st.keep, 0
+			err = nil
+		}
 		if err != nil {
 			return err
 		}
@@ -283,9 +292,10 @@ func (st *stream) startPoint(ctx context.Context, serverTLI uint32) (uint32, LSN
 		st.s.Log.Info("starting a new WAL archive", "timeline", restartTLI, "from", keep.String())
 		return max(restartTLI, 1), keep, nil
 	case restart != 0 && start < keep:
-		st.s.update(func(x *WALStats) { x.Gaps++ })
-		st.s.Log.Error("WAL gap: the server no longer has WAL the archive needs (the slot was dropped or recreated); restores cannot cross it", "missing_from", start.String(), "missing_to", keep.String())
-		return max(restartTLI, tli), keep, nil
+		// The slot does not keep what the archive needs next (it was
+		// dropped or recreated): the server may still have it; if not,
+		// session reports the gap and goes on from keep.
+		st.keep, st.keepTLI = keep, max(restartTLI, tli)
 	}
 	if tli < serverTLI {
 		return st.crossTimelines(ctx, tli, start, serverTLI)
@@ -383,11 +393,14 @@ func (st *stream) nextTimeline(ctx context.Context, next uint32, lsn LSN) (uint3
 	return next, segmentStart(lsn, st.segSize), nil
 }
 
+// errWALRemoved: the server no longer has WAL streaming asked for.
+var errWALRemoved = errors.New("the server removed WAL the archive still needs: a gap")
+
 // explainStart names the usual reason START_REPLICATION fails.
 func explainStart(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "58P01" {
-		return fmt.Errorf("%w (the server removed WAL the archive still needs: a gap)", err)
+		return fmt.Errorf("%w (%w)", errWALRemoved, err)
 	}
 	return err
 }
@@ -440,7 +453,7 @@ func (st *stream) handle(ctx context.Context, msg pgproto3.BackendMessage) (done
 	case *pgproto3.CopyDone:
 		return true, nil
 	case *pgproto3.ErrorResponse:
-		return false, pgconn.ErrorResponseToPgError(m)
+		return false, explainStart(pgconn.ErrorResponseToPgError(m))
 	case *pgproto3.CopyData:
 		if len(m.Data) == 0 {
 			return false, nil
