@@ -89,8 +89,15 @@ func Recover(ctx context.Context, st storage.Storage, scope repo.Scope, trust re
 	return rec, writeRecoveryConf(dataDir, t)
 }
 
-// copySteps copies the chain's files into pg_wal until one goes past the
-// target, and reports whether the target was reached.
+// copySteps copies the chain's files into pg_wal, up to the one that holds
+// an LSN target, or to the end of the archive for a time target, and
+// reports whether the target was reached.
+//
+// A file's archive time bounds the commit times in it from above only
+// (the stream may lag the server), so which file holds the first commit
+// after a time target is not known without reading its records: a time
+// target takes the whole archive, and PostgreSQL stops at the target. The
+// archive must go past the target: a file archived after it.
 func (a *Archive) copySteps(ctx context.Context, st storage.Storage, scope repo.Scope, trust repo.Trust, ids *repo.Identities, steps []Step, wal string, t Target, rec *Recovery) (bool, error) {
 	for _, s := range steps {
 		data, lr, err := repo.FetchLog(ctx, st, scope, s.Entry, trust, ids)
@@ -108,13 +115,9 @@ func (a *Archive) copySteps(ctx context.Context, st storage.Storage, scope repo.
 		switch {
 		case t.LSN != 0 && end >= t.LSN:
 			return true, nil
-		case t.LSN == 0 && !t.Latest && lr.Archived.After(t.Time):
-			// Archived after the target: it holds the first commit past
-			// it, where replay stops.
-			return true, nil
 		}
 	}
-	return t.Latest, nil
+	return t.Latest || t.LSN == 0 && rec.Reach.After(t.Time), nil
 }
 
 // unreachable explains why the archive cannot take a restore to t.
