@@ -42,7 +42,14 @@ type Config struct {
 	Signer              *repo.SigningKey // signs every manifest; nil: unsigned
 	Trust               repo.Trust       // which backups retention counts
 	// RetentionFloor is kept whatever the annotations' retention says.
-	RetentionFloor  *retention.Policy
+	RetentionFloor *retention.Policy
+	// PITR streams PostgreSQL's WAL when remora.dev/pitr is not set.
+	PITR bool
+	// PITRSlot is the replication slot (DefaultSlot when empty);
+	// PITRRetainWarn the WAL it may hold back before a warning
+	// (DefaultRetainWarn when 0).
+	PITRSlot        string
+	PITRRetainWarn  uint64
 	AnnotationsFile string
 	Socket          string
 	MetricsAddr     string // empty: no metrics server
@@ -83,6 +90,7 @@ type Agent struct {
 	ready     bool
 	runCtx    context.Context
 	notifying sync.WaitGroup
+	wal       *walStream // the WAL streamer, while one runs
 }
 
 // New checks the configuration and reads the annotations once.
@@ -101,6 +109,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, metrics: newMetrics(), reloaded: make(chan struct{}, 1)}
 	a.backupFn = a.backup
+	a.metrics.walFrom(a.walStats)
 	s, err := spec.Parse(nil, a.seed())
 	if err != nil {
 		return nil, err
@@ -216,6 +225,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		go watch.Dirs(ctx, []string{filepath.Dir(a.cfg.AnnotationsFile)}, PollInterval, a.log, a.reload)
 	}
 	go a.lastSuccessFromStorage(runCtx)
+	a.reconcilePITR(runCtx)
+	defer a.stopWAL()
 	a.log.Info("agent started", "namespace", a.cfg.Namespace, "workload", a.cfg.Workload, "schedule", a.Spec().Schedule.String(),
 		"socket", a.cfg.Socket, "metrics", a.cfg.MetricsAddr)
 
@@ -248,6 +259,7 @@ func (a *Agent) scheduleLoop(ctx, runCtx context.Context) {
 			return
 		case <-a.reloaded:
 			stop()
+			a.reconcilePITR(runCtx)
 		case <-fire:
 			a.trigger(runCtx, triggerSchedule)
 		}

@@ -1,6 +1,10 @@
 package agent
 
 import (
+	"time"
+
+	"remora.dev/remora/drivers/postgres"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -22,6 +26,12 @@ const (
 	MetricNotifyErrors  = "remora_notification_failures_total"
 	MetricPartialFailed = "remora_backup_destination_failures_total"
 	MetricRetentionStop = "remora_retention_stopped_total"
+	MetricWALStreaming  = "remora_wal_streaming"
+	MetricWALArchived   = "remora_wal_last_archived_timestamp_seconds"
+	MetricWALLagBytes   = "remora_wal_archive_lag_bytes"
+	MetricWALLagSeconds = "remora_wal_archive_lag_seconds"
+	MetricWALRetained   = "remora_wal_slot_retained_bytes"
+	MetricWALGaps       = "remora_wal_gaps_total"
 )
 
 type metrics struct {
@@ -32,6 +42,7 @@ type metrics struct {
 	bytesRead, bytesWritten         prometheus.Counter
 	notifyErrors, destFailures      prometheus.Counter
 	retentionStopped                prometheus.Counter
+	slotRetained                    prometheus.Gauge
 	runs                            *prometheus.CounterVec
 }
 
@@ -61,9 +72,60 @@ func newMetrics() *metrics {
 	m.notifyErrors = c(MetricNotifyErrors, "Notifications that could not be sent.")
 	m.destFailures = c(MetricPartialFailed, "Destinations that did not get a backup.")
 	m.retentionStopped = c(MetricRetentionStop, "Times retention deleted nothing because a backup lies more than an hour in the future (a clock ran fast).")
+	m.slotRetained = g(MetricWALRetained, "WAL the replication slot holds back on the server, in bytes (read every minute while WAL streaming is on).")
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRuns, Help: "Backup runs by result."}, []string{"result"})
 	m.reg.MustRegister(m.runs)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.configValid.Set(1)
 	return m
+}
+
+// walFrom registers the WAL streamer's metrics, read from stats at each
+// scrape; they are absent while no streamer runs.
+func (m *metrics) walFrom(stats func() (postgres.WALStats, bool)) {
+	m.reg.MustRegister(walCollector{stats: stats, descs: map[string]*prometheus.Desc{
+		MetricWALStreaming:  prometheus.NewDesc(MetricWALStreaming, "1 while the WAL streamer is connected to the server, 0 while it reconnects.", nil, nil),
+		MetricWALArchived:   prometheus.NewDesc(MetricWALArchived, "When the newest WAL (segment or partial) was stored in every destination, in Unix seconds.", nil, nil),
+		MetricWALLagBytes:   prometheus.NewDesc(MetricWALLagBytes, "WAL the server has written that the archive does not hold yet, in bytes.", nil, nil),
+		MetricWALLagSeconds: prometheus.NewDesc(MetricWALLagSeconds, "Seconds since WAL was last stored, while the archive is behind the server; 0 when it is not.", nil, nil),
+		MetricWALGaps:       prometheus.NewDesc(MetricWALGaps, "Times the server no longer had WAL the archive needed (a slot dropped or recreated): restores cannot cross such a gap.", nil, nil),
+	}})
+}
+
+// walCollector reads the streamer's progress at scrape time.
+type walCollector struct {
+	stats func() (postgres.WALStats, bool)
+	descs map[string]*prometheus.Desc
+}
+
+func (c walCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c walCollector) Collect(ch chan<- prometheus.Metric) {
+	st, ok := c.stats()
+	if !ok {
+		return
+	}
+	gauge := func(name string, v float64) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, v)
+	}
+	connected := 0.0
+	if st.Connected {
+		connected = 1
+	}
+	gauge(MetricWALStreaming, connected)
+	if !st.StoredAt.IsZero() {
+		gauge(MetricWALArchived, float64(st.StoredAt.UnixNano())/1e9)
+	}
+	lag := lagBytes(st)
+	gauge(MetricWALLagBytes, float64(lag))
+	lagSeconds := 0.0
+	if lag > 0 && !st.StoredAt.IsZero() {
+		lagSeconds = time.Since(st.StoredAt).Seconds()
+	}
+	gauge(MetricWALLagSeconds, lagSeconds)
+	ch <- prometheus.MustNewConstMetric(c.descs[MetricWALGaps], prometheus.CounterValue, float64(st.Gaps))
 }

@@ -214,6 +214,9 @@ func (a *Agent) backupWith(ctx context.Context, s spec.Spec, r *run) error {
 				a.metrics.retentionStopped.Inc()
 			}
 		}
+		if a.method(s) == drivers.MethodPhysical && len(res.Stored) > 0 {
+			a.prunePITR(ctx, s, res.Stored)
+		}
 	}
 	return err
 }

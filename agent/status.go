@@ -15,9 +15,10 @@ var _ control.Agent = (*Agent)(nil)
 
 // Status reads the agent's state.
 func (a *Agent) Status() control.Status {
+	wal := a.walStatus() // takes a.mu itself
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := control.Status{
+	s := control.Status{WAL: wal,
 		Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(a.spec),
 		Schedule: a.spec.Schedule.String(), ScheduleExpanded: a.spec.Schedule.Expanded(), NextRun: a.next,
 		Retention: a.spec.Retention.String(), LastSuccess: a.lastOK, SkippedRuns: a.skipped,

@@ -30,6 +30,19 @@ type Status struct {
 	Last        *RunResult     `json:"last,omitempty"`
 	LastSuccess time.Time      `json:"last_success,omitzero"`
 	SkippedRuns int            `json:"skipped_runs"`
+	WAL         *WALStatus     `json:"wal,omitempty"`
+}
+
+// WALStatus is the WAL streamer's state, while remora.dev/pitr is on.
+type WALStatus struct {
+	Slot         string    `json:"slot"`
+	Connected    bool      `json:"connected"`
+	Timeline     uint32    `json:"timeline"`
+	Stored       string    `json:"stored_lsn"` // everything before it is archived
+	LastArchived time.Time `json:"last_archived,omitzero"`
+	LagBytes     uint64    `json:"lag_bytes"`
+	Gaps         int       `json:"gaps"`
+	Error        string    `json:"error,omitempty"`
 }
 
 // Progress is a running backup's progress.

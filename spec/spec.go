@@ -37,6 +37,8 @@ const (
 	AnnotationMember      = Prefix + "member"
 	AnnotationTimeout     = Prefix + "timeout"
 	AnnotationMethod      = Prefix + "method"
+	AnnotationPITR        = Prefix + "pitr"
+	AnnotationPITRFlush   = Prefix + "pitr-flush"
 	AnnotationStatus      = Prefix + "status"
 )
 
@@ -70,6 +72,8 @@ type Spec struct {
 	Member      string   // any, primary, replica, ordinal-N
 	Timeout     time.Duration
 	Method      string // logical or physical; empty: not annotated (the agent's --method, else logical)
+	PITR        string        // on or off; empty: not annotated (the agent's --pitr, else off)
+	PITRFlush   time.Duration // the longest streamed WAL waits before it is stored
 }
 
 // Methods are the values of remora.dev/method.
@@ -81,8 +85,19 @@ func (s Spec) CheckMethod(driver string) error {
 	if s.Method == "physical" && driver != "postgres" {
 		return invalid(AnnotationMethod, s.Method, fmt.Sprintf("physical backups are PostgreSQL's, and this pod backs up with the %s driver", driver), `"logical"`)
 	}
+	if s.PITR == "on" && driver != "postgres" {
+		return invalid(AnnotationPITR, s.PITR, fmt.Sprintf("point-in-time recovery streams PostgreSQL's WAL, and this pod backs up with the %s driver", driver), `"off"`)
+	}
 	return nil
 }
+
+// The bounds of remora.dev/pitr-flush: the longest a partial WAL segment
+// stays unstored, which bounds what a crash of the pod loses.
+const (
+	DefaultPITRFlush = 10 * time.Second
+	minPITRFlush     = time.Second
+	maxPITRFlush     = time.Hour
+)
 
 // Drivers are the values of remora.dev/driver.
 var Drivers = []string{"files", "mysql", "postgres", "redis"}
@@ -99,7 +114,7 @@ var (
 // the values of H in the schedule. All errors are returned together, in the
 // order of fields.
 func Parse(ann map[string]string, seed string) (Spec, error) {
-	s := Spec{Retention: retention.Default, Member: "any", Storage: []string{DefaultStorageSecret}, Timeout: DefaultTimeout}
+	s := Spec{Retention: retention.Default, Member: "any", Storage: []string{DefaultStorageSecret}, Timeout: DefaultTimeout, PITRFlush: DefaultPITRFlush}
 	var errs []error
 	expr := schedule.Default
 	if v, ok := ann[AnnotationSchedule]; ok {
@@ -192,6 +207,21 @@ var fields = []struct {
 			return "physical backups are PostgreSQL's; " + AnnotationDriver + " is " + s.Driver
 		}
 		return oneOf(v, "want logical (dumps) or physical (PostgreSQL base backups)", Methods...)
+	}},
+	{AnnotationPITR, `"on"`, func(s *Spec, v string) string {
+		s.PITR = v
+		if s.Driver != "" && s.Driver != "postgres" && v == "on" {
+			return "point-in-time recovery streams PostgreSQL's WAL; " + AnnotationDriver + " is " + s.Driver
+		}
+		return oneOf(v, "want on or off", "on", "off")
+	}},
+	{AnnotationPITRFlush, `"10s"`, func(s *Spec, v string) string {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < minPITRFlush || d > maxPITRFlush {
+			return "want a duration from 1s to 1h"
+		}
+		s.PITRFlush = d
+		return ""
 	}},
 	{AnnotationTimeout, `"6h" or "90m"`, func(s *Spec, v string) string {
 		d, err := time.ParseDuration(v)

@@ -58,6 +58,13 @@ func TestParseAnnotations(t *testing.T) {
 		{AnnotationTimeout, "1s", true},
 		{AnnotationTimeout, "168h", true},
 		{AnnotationTimeout, "169h", false},
+		{AnnotationPITR, "on", true},
+		{AnnotationPITR, "off", true},
+		{AnnotationPITR, "yes", false},
+		{AnnotationPITRFlush, "1s", true},
+		{AnnotationPITRFlush, "1h", true},
+		{AnnotationPITRFlush, "500ms", false},
+		{AnnotationPITRFlush, "2h", false},
 		{AnnotationMethod, "logical", true},
 		{AnnotationMethod, "physical", true},
 		{AnnotationMethod, "snapshot", false},
@@ -124,5 +131,25 @@ func TestMethodPhysicalIsPostgresOnly(t *testing.T) {
 	err = s.CheckMethod("redis")
 	if err == nil || !strings.Contains(err.Error(), AnnotationMethod) || !strings.Contains(err.Error(), `example: "logical"`) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("detected redis: err = %v", err)
+	}
+}
+
+// TestPITRIsPostgresOnly: remora.dev/pitr=on with another driver is refused
+// in one line, whether the driver is annotated or detected; the flush
+// interval defaults to 10s.
+func TestPITRIsPostgresOnly(t *testing.T) {
+	_, err := Parse(map[string]string{AnnotationDriver: "redis", AnnotationPITR: "on"}, "shop/db-0")
+	if err == nil || !strings.Contains(err.Error(), AnnotationPITR+`="on"`) {
+		t.Errorf("annotated redis: err = %v", err)
+	}
+	s, err := Parse(map[string]string{AnnotationPITR: "on"}, "shop/db-0")
+	if err != nil || s.PITR != "on" || s.PITRFlush != 10*time.Second {
+		t.Fatalf("%q %s, %v", s.PITR, s.PITRFlush, err)
+	}
+	if err := s.CheckMethod("postgres"); err != nil {
+		t.Errorf("postgres: %v", err)
+	}
+	if err := s.CheckMethod("files"); err == nil || !strings.Contains(err.Error(), AnnotationPITR) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("detected files: err = %v", err)
 	}
 }

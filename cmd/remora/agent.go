@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+
+	"github.com/dustin/go-humanize"
 
 	"remora.dev/remora/agent"
 	"remora.dev/remora/agent/notify"
@@ -24,6 +27,9 @@ type agentCommand struct {
 	annotations string
 	socket      string
 	metricsAddr string
+	pitr        string
+	pitrSlot    string
+	retainWarn  string
 }
 
 func (a *agentCommand) Run(ctx context.Context, args []string) error {
@@ -64,7 +70,12 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	pitrOn, retainWarn, err := a.pitrFlags()
+	if err != nil {
+		return err
+	}
 	ag, err := agent.New(agent.Config{
+		PITR: pitrOn, PITRSlot: a.pitrSlot, PITRRetainWarn: retainWarn,
 		Signer: signer, Trust: trust, RetentionFloor: floor,
 		Pod: os.Getenv(sidecar.EnvPodName), Notify: notifyCfg,
 		Namespace: a.c.namespace, Workload: a.c.workload, Driver: a.c.driver, DSN: a.c.dsn,
@@ -92,5 +103,20 @@ func (a *agentCommand) flags(fs *flag.FlagSet) {
 	stringFlag(fs, &a.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (also AGE_RECIPIENTS)")
 	stringFlag(fs, &a.annotations, "annotations", sidecar.AnnotationsFile, "the pod's annotations, as the downward API writes them")
 	stringFlag(fs, &a.socket, "socket", sidecar.SocketPath, "control socket for status and backup")
+	stringFlag(fs, &a.pitr, "pitr", "off", "on: stream PostgreSQL's WAL into the storage for point-in-time restores, when remora.dev/pitr is not set")
+	stringFlag(fs, &a.pitrSlot, "pitr-slot", agent.DefaultSlot, "the physical replication slot WAL is streamed through (created if missing)")
+	stringFlag(fs, &a.retainWarn, "pitr-retain-warn", "1GiB", "warn when the slot holds back more WAL than this on the server (the archive is behind)")
 	stringFlag(fs, &a.metricsAddr, "metrics-addr", fmt.Sprintf(":%d", sidecar.MetricsPort), "address of /metrics, /healthz and /readyz (empty: none)")
+}
+
+// pitrFlags reads --pitr and --pitr-retain-warn.
+func (a *agentCommand) pitrFlags() (bool, uint64, error) {
+	if a.pitr != "on" && a.pitr != "off" {
+		return false, 0, usagef("--pitr %q: want on or off", a.pitr)
+	}
+	n, err := humanize.ParseBytes(strings.TrimSpace(a.retainWarn))
+	if err != nil || n == 0 {
+		return false, 0, usagef("--pitr-retain-warn %q: want a size such as 1GiB", a.retainWarn)
+	}
+	return a.pitr == "on", n, nil
 }

@@ -9,7 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"remora.dev/remora/pitr"
 	"remora.dev/remora/repo"
+	"remora.dev/remora/storage"
 )
 
 type listCommand struct {
@@ -71,7 +73,44 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 			(time.Duration(m.DurationSeconds*10) * time.Second / 10).String(), humanBytes(m.Size()), strings.Join(m.Databases, ","),
 			signed(&e, trust), verified(e.Verification))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return l.window(ctx, st, entries, trust)
+}
+
+// window prints, when there are physical backups, the span a
+// point-in-time restore can reach with the archived WAL, and any gap.
+func (l *listCommand) window(ctx context.Context, st storage.Storage, entries []repo.Entry, trust repo.Trust) error {
+	bases, _ := pitr.Bases(entries)
+	if len(bases) == 0 {
+		return nil
+	}
+	newest := bases[0]
+	for _, b := range bases {
+		if b.StopTime.After(newest.StopTime) {
+			newest = b
+		}
+	}
+	scope := l.c.scope()
+	scope.Method = ""
+	a, err := pitr.LoadArchive(ctx, st, scope, newest.System, newest.SegSize, trust, nil)
+	if err != nil {
+		return err
+	}
+	w := a.Reach(bases)
+	switch {
+	case w.From.IsZero() && len(w.Gaps) == 0:
+		fmt.Fprintln(l.env.stdout, "\nPoint in time: no archived WAL after the physical backups (remora.dev/pitr is off?): each restores to its own end")
+	case w.From.IsZero():
+		fmt.Fprintln(l.env.stdout, "\nPoint in time: no window")
+	default:
+		fmt.Fprintf(l.env.stdout, "\nPoint in time: restorable from %s to %s (UTC)\n", w.From.UTC().Format("2006-01-02 15:04:05"), w.To.UTC().Format("2006-01-02 15:04:05"))
+	}
+	for _, g := range w.Gaps {
+		fmt.Fprintf(l.env.stdout, "WAL GAP after the newest physical backup: %s\n", g)
+	}
+	return nil
 }
 
 // damage names what is wrong with an unusable backup.

@@ -31,21 +31,30 @@ type restoreCommand struct {
 	socket        string
 	dataDir       string
 	tablespaceMap listFlag // OID=DIR
+	point         pointFlags
 }
 
 func (r *restoreCommand) Run(ctx context.Context, args []string) error {
-	fs := r.env.newFlagSet("restore", "restore ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes] | [--data-dir DIR] [flags]")
+	fs := r.env.newFlagSet("restore", "restore ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes] | --data-dir DIR [ID|--latest|--before TIME|--to-time TIME|--to-lsn LSN|--to-latest] [flags]")
 	r.flags(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
-	sel, err := r.selector(pos)
-	if err != nil {
-		return err
-	}
 	if err := r.chooseMethod(); err != nil {
 		return err
+	}
+	if r.dataDir != "" && r.point.ifEmpty && holdsDataDir(r.dataDir) {
+		fmt.Fprintf(r.env.stdout, "%s already holds a data directory: nothing restored (--if-empty)\n", r.dataDir)
+		return nil
+	}
+	var sel repo.Selector
+	if !r.point.set() {
+		if sel, err = r.selector(pos); err != nil {
+			return err
+		}
+	} else if len(pos) > 0 || r.latest || r.before != "" {
+		return usagef("a point in time chooses its base backup itself: drop the ID, --latest and --before")
 	}
 	r.c.credentials()
 	log, err := r.c.logger(r.env)
@@ -77,6 +86,9 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	entries, err := r.c.list(ctx, st, trust)
 	if err != nil {
 		return err
+	}
+	if r.point.set() {
+		return r.restoreToPoint(ctx, st, entries, ids, log, trust)
 	}
 	e, err := repo.Select(entries, sel)
 	if err != nil {
@@ -118,6 +130,7 @@ func (r *restoreCommand) flags(fs *flag.FlagSet) {
 	choiceString(fs, &r.into, "into", "restore the database under this name instead of its own (created if missing)")
 	choiceBool(fs, &r.yes, "yes", "allow overwriting existing databases and roles")
 	choiceBool(fs, &r.noGlobals, "no-globals", "in a full restore, leave roles and tablespaces alone")
+	r.point.define(fs)
 	identityFlag(fs, &r.identity)
 	allowUnsignedFlag(fs, &r.allowUnsigned)
 	stringFlag(fs, &r.socket, "socket", sidecar.SocketPath, "the agent's control socket; a restore never runs while the agent backs up")
@@ -130,6 +143,9 @@ func (r *restoreCommand) chooseMethod() error {
 	if r.dataDir == "" {
 		if len(r.tablespaceMap.values) > 0 {
 			return usagef("--tablespace-map goes with --data-dir")
+		}
+		if r.point.set() || r.point.ifEmpty {
+			return usagef("--to-time, --to-lsn, --to-latest and --if-empty recover a PostgreSQL data directory: add --data-dir DIR")
 		}
 		if r.c.method == drivers.MethodPhysical {
 			return usagef("a physical backup is restored into a new data directory: add --data-dir DIR")

@@ -85,7 +85,32 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 	if st.SkippedRuns > 0 {
 		fmt.Fprintf(w, "skipped runs  %d (a backup was still running)\n", st.SkippedRuns)
 	}
+	if st.WAL != nil {
+		fmt.Fprintf(w, "WAL           %s\n", walLine(st.WAL, now))
+	}
 	return nil
+}
+
+// walLine is the WAL streamer's state in one line.
+func walLine(s *control.WALStatus, now time.Time) string {
+	state := "streaming"
+	if !s.Connected {
+		state = "RECONNECTING"
+		if s.Error != "" {
+			state += " (" + oneLine(s.Error) + ")"
+		}
+	}
+	out := fmt.Sprintf("%s through slot %s, timeline %d, archived up to %s", state, s.Slot, s.Timeline, s.Stored)
+	if !s.LastArchived.IsZero() {
+		out += fmt.Sprintf(" at %s (%s ago)", s.LastArchived.UTC().Format("15:04:05"), now.Sub(s.LastArchived).Round(time.Second))
+	}
+	if s.LagBytes > 0 {
+		out += ", " + humanBytes(int64(s.LagBytes)) + " behind the server"
+	}
+	if s.Gaps > 0 {
+		out += fmt.Sprintf(", %d GAPS (restores cannot cross them)", s.Gaps)
+	}
+	return out + "; the restorable window: remora list"
 }
 
 func progressLine(p control.Progress, seconds float64) string {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"remora.dev/remora/drivers"
+	"remora.dev/remora/pitr"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/storage"
 )
@@ -15,6 +18,7 @@ type verifyCommand struct {
 	all           bool
 	allowUnsigned bool
 	identity      string
+	trust         repo.Trust
 }
 
 func (v *verifyCommand) Run(ctx context.Context, args []string) error {
@@ -45,6 +49,7 @@ func (v *verifyCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	trust.AllowUnsigned = v.allowUnsigned
+	v.trust = trust
 	st, err := v.c.openStorage(ctx, v.env, log)
 	if err != nil {
 		return err
@@ -98,6 +103,9 @@ func (v *verifyCommand) verify(ctx context.Context, st storage.Storage, todo []*
 			continue
 		}
 		err := repo.Verify(ctx, st, e, opts)
+		if err == nil {
+			err = v.verifyWAL(ctx, st, e, opts)
+		}
 		switch {
 		case err == nil:
 			how := ""
@@ -117,6 +125,29 @@ func (v *verifyCommand) verify(ctx context.Context, st storage.Storage, todo []*
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%d of %d backups failed verification: %w", len(bad), len(todo), errors.Join(bad...))
+	}
+	return nil
+}
+
+// verifyWAL checks, for a physical backup, the archived WAL after it:
+// continuous to the newest file, every file matching its record.
+func (v *verifyCommand) verifyWAL(ctx context.Context, st storage.Storage, e *repo.Entry, opts repo.VerifyOptions) error {
+	if e.Manifest.Method != drivers.MethodPhysical {
+		return nil
+	}
+	b, err := pitr.BaseOf(e.Manifest)
+	if err != nil {
+		return fmt.Errorf("%w: %v", repo.ErrCorrupt, err)
+	}
+	scope := v.c.scope()
+	scope.Method = ""
+	rep, err := pitr.VerifyChain(ctx, st, scope, v.trust, opts.Identities, b)
+	if err != nil {
+		return err
+	}
+	if rep.Files > 0 {
+		fmt.Fprintf(v.env.stdout, "%s  WAL OK  %d archived files after it, without a gap, up to %s (archived %s)\n",
+			e.Manifest.ID, rep.Files, rep.Last, rep.Until.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

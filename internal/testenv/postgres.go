@@ -22,6 +22,8 @@ type Postgres struct {
 	User      string
 	Password  string
 	Bin       string // the server's bin directory (initdb, postgres, psql, pgbench, ...)
+	Data      string // the data directory
+	settings  []string
 	p         *proc
 }
 
@@ -133,7 +135,7 @@ func StartPostgresWith(t testing.TB, settings ...string) *Postgres {
 	if out, err := exec.Command("cp", "-a", tmpl, data).CombinedOutput(); err != nil {
 		t.Fatalf("copy data dir: %v\n%s", err, out)
 	}
-	return startPostgres(t, bin, base, data, settings)
+	return startPostgres(t, bin, base, data, settings, 0)
 }
 
 // StartPostgresOn starts a PostgreSQL server on an existing data directory
@@ -147,7 +149,7 @@ func StartPostgresOn(t testing.TB, data string) *Postgres {
 			t.Fatalf("chown %s: %v\n%s", data, err, out)
 		}
 	}
-	return startPostgres(t, bin, pgBase(t), data, nil)
+	return startPostgres(t, bin, pgBase(t), data, nil, 0)
 }
 
 func postgresBin(t testing.TB) string {
@@ -175,12 +177,17 @@ func pgBase(t testing.TB) string {
 	return base
 }
 
-func startPostgres(t testing.TB, bin, base, data string, settings []string) *Postgres {
+// startPostgres starts a server on data, its socket and log in base, on
+// port (a free one when 0).
+func startPostgres(t testing.TB, bin, base, data string, settings []string, port int) *Postgres {
 	t.Helper()
 	attr, _, _ := pgCred(t)
 	var lastErr error
 	for try := 0; try < 3; try++ {
-		pg := &Postgres{Port: FreePort(t), SocketDir: base, User: "postgres", Password: Canary, Bin: bin}
+		pg := &Postgres{Port: port, SocketDir: base, User: "postgres", Password: Canary, Bin: bin, Data: data, settings: settings}
+		if port == 0 {
+			pg.Port = FreePort(t)
+		}
 		args := []string{"-D", data, "-p", itoa(pg.Port), "-k", base,
 			"-c", "listen_addresses=127.0.0.1", "-F", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "max_connections=50", "-c", "shared_buffers=32MB"}
@@ -189,7 +196,7 @@ func startPostgres(t testing.TB, bin, base, data string, settings []string) *Pos
 		}
 		cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 		cmd.SysProcAttr = attr
-		pg.p = start(t, cmd, filepath.Join(base, fmt.Sprintf("postgres-%d.log", try)))
+		pg.p = start(t, cmd, filepath.Join(base, fmt.Sprintf("postgres-%d-%d.log", pg.Port, try)))
 		lastErr = pg.p.waitReady(func() error {
 			return exec.Command(filepath.Join(bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", itoa(pg.Port)).Run()
 		})
@@ -201,6 +208,18 @@ func startPostgres(t testing.TB, bin, base, data string, settings []string) *Pos
 	}
 	t.Fatalf("postgres: %v", lastErr)
 	return nil
+}
+
+// Restart stops the server (a fast shutdown, or a crash with SIGKILL when
+// crash is true) and starts it again on the same data directory and port.
+func (pg *Postgres) Restart(t testing.TB, crash bool) {
+	t.Helper()
+	sig := syscall.SIGINT
+	if crash {
+		sig = syscall.SIGKILL
+	}
+	pg.p.stop(sig)
+	*pg = *startPostgres(t, pg.Bin, pg.SocketDir, pg.Data, pg.settings, pg.Port)
 }
 
 // DSN is the URL for database db over TCP, with the password.

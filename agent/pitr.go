@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"remora.dev/remora/control"
+	"remora.dev/remora/drivers"
+	"remora.dev/remora/drivers/postgres"
+	"remora.dev/remora/pitr"
+	"remora.dev/remora/repo"
+	"remora.dev/remora/spec"
+	"remora.dev/remora/storage"
+)
+
+// DefaultSlot is the physical replication slot the agent streams WAL
+// through, when the configuration names none.
+const DefaultSlot = "remora"
+
+// DefaultRetainWarn is how much WAL the slot may hold back on the server
+// before the agent warns: the archive is that far behind (a storage down,
+// the sidecar stopped), and the server's disk pays for it.
+const DefaultRetainWarn = 1 << 30
+
+// walStream is the running WAL streamer.
+type walStream struct {
+	flush    time.Duration
+	cancel   context.CancelFunc
+	done     chan struct{}
+	streamer *postgres.WALStreamer
+}
+
+// pitrOn reports whether s asks for WAL streaming: remora.dev/pitr, else
+// the agent's --pitr, for the postgres driver.
+func (a *Agent) pitrOn(s spec.Spec) bool {
+	on := a.cfg.PITR
+	if s.PITR != "" {
+		on = s.PITR == "on"
+	}
+	return on && a.driver(s) == "postgres"
+}
+
+// reconcilePITR starts, restarts (a new flush interval) or stops the WAL
+// streamer to match the configuration in force.
+func (a *Agent) reconcilePITR(ctx context.Context) {
+	s := a.Spec()
+	want := a.pitrOn(s)
+	a.mu.Lock()
+	cur := a.wal
+	a.mu.Unlock()
+	if cur != nil && (!want || cur.flush != s.PITRFlush) {
+		cur.cancel()
+		<-cur.done
+		a.mu.Lock()
+		a.wal = nil
+		a.mu.Unlock()
+		if !want {
+			a.log.Warn("WAL streaming switched off; the replication slot stays and keeps WAL on the server until it is dropped: SELECT pg_drop_replication_slot('" + a.slot() + "')")
+		}
+		cur = nil
+	}
+	if want && cur == nil {
+		if err := a.startWAL(ctx, s); err != nil {
+			a.log.Error("cannot start WAL streaming", "error", err)
+		}
+	}
+}
+
+func (a *Agent) slot() string {
+	if a.cfg.PITRSlot != "" {
+		return a.cfg.PITRSlot
+	}
+	return DefaultSlot
+}
+
+// startWAL starts streaming into every destination.
+func (a *Agent) startWAL(ctx context.Context, s spec.Spec) error {
+	var stores []storage.Storage
+	for _, d := range a.cfg.Storage {
+		raw, _, _ := repo.SplitDestination(d)
+		st, err := storage.Open(ctx, raw, storage.Options{Logger: a.log})
+		if err != nil {
+			return err
+		}
+		stores = append(stores, st)
+	}
+	compression := s.Compression
+	if compression == "" {
+		compression = a.cfg.Compression
+	}
+	scope := repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s)}
+	archive := &repo.LogArchive{Scope: scope, Storages: stores, Compression: compression, Recipients: a.cfg.Recipients, Signer: a.cfg.Signer, Now: a.clock.Now}
+	w := &walStream{flush: s.PITRFlush, done: make(chan struct{})}
+	w.streamer = &postgres.WALStreamer{DSN: a.cfg.DSN, Slot: a.slot(), Flush: s.PITRFlush,
+		Sink: &pitr.Sink{Archive: archive, Log: a.log}, Log: a.log.With("task", "wal")}
+	sctx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	a.mu.Lock()
+	a.wal = w
+	a.mu.Unlock()
+	go func() {
+		defer close(w.done)
+		w.streamer.Run(sctx)
+	}()
+	go a.watchSlot(sctx, s)
+	a.log.Info("WAL streaming on", "slot", a.slot(), "flush", s.PITRFlush.String())
+	return nil
+}
+
+// watchSlot reads, every minute, how much WAL the slot holds back on the
+// server (the streamer may be down: this is what fills the server's
+// disk), and warns once each time it passes the limit.
+func (a *Agent) watchSlot(ctx context.Context, s spec.Spec) {
+	drv, err := drivers.New("postgres", drivers.Config{DSN: a.cfg.DSN})
+	if err != nil {
+		return
+	}
+	pg, ok := drv.(*postgres.Driver)
+	if !ok {
+		return
+	}
+	limit := a.cfg.PITRRetainWarn
+	if limit == 0 {
+		limit = DefaultRetainWarn
+	}
+	warned := false
+	for {
+		n, err := pg.SlotRetained(ctx, a.slot())
+		if err == nil {
+			a.metrics.slotRetained.Set(float64(n))
+			if n > limit && !warned {
+				a.log.Warn("the replication slot holds back more WAL on the server than the limit: the archive is behind (is a storage down?); the server's disk fills until it catches up",
+					"slot", a.slot(), "retained_bytes", n, "limit_bytes", limit)
+			}
+			warned = n > limit
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Minute):
+		}
+	}
+}
+
+// stopWAL stops the streamer, if one runs.
+func (a *Agent) stopWAL() {
+	a.mu.Lock()
+	w := a.wal
+	a.wal = nil
+	a.mu.Unlock()
+	if w != nil {
+		w.cancel()
+		<-w.done
+	}
+}
+
+// walStats is the streamer's progress, if one runs.
+func (a *Agent) walStats() (postgres.WALStats, bool) {
+	a.mu.Lock()
+	w := a.wal
+	a.mu.Unlock()
+	if w == nil {
+		return postgres.WALStats{}, false
+	}
+	return w.streamer.Stats(), true
+}
+
+// walStatus is the streamer's part of the status.
+func (a *Agent) walStatus() *control.WALStatus {
+	st, ok := a.walStats()
+	if !ok {
+		return nil
+	}
+	out := &control.WALStatus{Slot: a.slot(), Connected: st.Connected, Timeline: st.Timeline, Stored: st.Stored.String(),
+		LagBytes: lagBytes(st), Gaps: st.Gaps, Error: st.LastError}
+	if !st.StoredAt.IsZero() {
+		out.LastArchived = st.StoredAt.UTC()
+	}
+	return out
+}
+
+// lagBytes is how much WAL the server has that the archive does not.
+func lagBytes(st postgres.WALStats) uint64 {
+	if st.ServerEnd > st.Stored {
+		return uint64(st.ServerEnd - st.Stored)
+	}
+	return 0
+}
+
+// prunePITR removes the archived WAL that no kept physical backup needs,
+// after a physical backup's retention ran in each destination.
+func (a *Agent) prunePITR(ctx context.Context, s spec.Spec, stored []storage.Storage) {
+	scope := repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s)}
+	for _, st := range stored {
+		n, err := pitr.PruneWAL(ctx, st, scope, a.cfg.Trust)
+		if err != nil {
+			a.log.Error("WAL retention failed", "storage", st.String(), "error", err)
+			continue
+		}
+		if n > 0 {
+			a.log.Info("WAL retention removed files no kept physical backup needs", "storage", st.String(), "files", n)
+		}
+	}
+}

@@ -1,0 +1,180 @@
+// Package pitr runs point-in-time recovery as a pod does: `remora agent`
+// beside a real PostgreSQL streams its WAL into two storages (an S3
+// server behind a fault proxy, and a directory) and takes physical
+// backups; the CLI lists the window, verifies the chain and restores data
+// directories to a time and to the end, on which a second server starts.
+package pitr
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"remora.dev/remora/drivers/postgres"
+	"remora.dev/remora/internal/testenv"
+	"remora.dev/remora/internal/testenv/clitest"
+)
+
+var remora *testenv.Remora
+
+func TestMain(m *testing.M) {
+	remora = testenv.BuildRemora()
+	testenv.Main(m)
+}
+
+// pod is an agent beside a server.
+type pod struct {
+	t      *testing.T
+	pg     *testenv.Postgres
+	env    []string
+	socket string
+	agent  *testenv.Process
+}
+
+func (p *pod) start() {
+	p.agent = clitest.StartAgent(p.t, remora, p.env, p.socket)
+	testenv.WaitFor(p.t, "WAL streaming", time.Minute, func() bool {
+		w := clitest.Status(p.t, remora, p.env).WAL
+		return w != nil && w.Connected
+	})
+}
+
+// archived waits until the archive holds the server's WAL up to now.
+func (p *pod) archived() {
+	p.t.Helper()
+	want, _ := postgres.ParseLSN(strings.TrimSpace(p.pg.Psql(p.t, "postgres", "SELECT pg_current_wal_insert_lsn()")))
+	testenv.WaitFor(p.t, "WAL archived past "+want.String(), 2*time.Minute, func() bool {
+		w := clitest.Status(p.t, remora, p.env).WAL
+		if w == nil {
+			return false
+		}
+		got, err := postgres.ParseLSN(w.Stored)
+		return err == nil && got >= want
+	})
+}
+
+// serverTime is the server's clock now.
+func serverTime(t *testing.T, pg *testenv.Postgres) time.Time {
+	t.Helper()
+	tm, err := time.Parse("2006-01-02 15:04:05.999999-07", strings.TrimSpace(pg.Psql(t, "postgres", "SELECT clock_timestamp()")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tm
+}
+
+// newDataDir is a path for a restored data directory, in a directory the
+// server's user may enter.
+func newDataDir(t *testing.T) string {
+	parent, err := os.MkdirTemp("", "rpgr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	os.Chmod(parent, 0o755)
+	return filepath.Join(parent, "data")
+}
+
+// rowsOn starts a server on a restored directory, waits for it to finish
+// recovery, and returns its rows.
+func rowsOn(t *testing.T, dir string) string {
+	t.Helper()
+	pg := testenv.StartPostgresOn(t, dir)
+	testenv.WaitFor(t, "recovery to end", 2*time.Minute, func() bool {
+		out, err := pg.PsqlErr("postgres", "SELECT pg_is_in_recovery()")
+		return err == nil && strings.TrimSpace(out) == "f"
+	})
+	return strings.TrimSpace(pg.Psql(t, "postgres", "SELECT string_agg(v, ',' ORDER BY id) FROM t WHERE id < 1000"))
+}
+
+func TestPointInTime(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	s3 := testenv.StartS3(t)
+	s3.MakeBucket(t, "pitr")
+	proxy := testenv.StartFaultProxy(t, s3.Endpoint)
+	s3URL := "s3://pitr/wal?endpoint=" + proxy.Endpoint + "&region=" + s3.Region + "&insecure=true&timeout=2s&retries=1"
+	dir := t.TempDir()
+	podinfo := t.TempDir()
+	sock := filepath.Join(testenv.SocketDir(t), "agent.sock")
+	testenv.WriteDownwardAPI(t, podinfo, map[string]string{"remora.dev/method": "physical", "remora.dev/pitr": "on", "remora.dev/pitr-flush": "1s"})
+	p := &pod{t: t, pg: pg, socket: sock, env: append(s3.Env(), "REMORA_STORAGE="+s3URL+" file://"+dir, "REMORA_DRIVER=postgres",
+		"REMORA_DSN="+pg.DSN("postgres"), "REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0",
+		"REMORA_ANNOTATIONS="+filepath.Join(podinfo, "annotations"), "REMORA_SOCKET="+sock, "REMORA_METRICS_ADDR=")}
+	p.start()
+	pg.Psql(t, "postgres", "CREATE TABLE t (id int, v text)")
+	remora.Must(t, p.env, "backup", "--wait")
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (1, 'first')")
+	target := serverTime(t, pg)
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (2, 'second')")
+	p.archived()
+
+	// The S3 storage fails for a while: WAL waits on the server, held by
+	// the slot, and is archived once it is back.
+	proxy.Set(func(*http.Request, int) testenv.Fault { return testenv.Answer503 })
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (3, 'during an outage'); SELECT pg_switch_wal()")
+	pg.Psql(t, "postgres", "INSERT INTO t SELECT g, 'filler' FROM generate_series(1000, 50000) g; SELECT pg_switch_wal()")
+	testenv.WaitFor(t, "the outage noticed", time.Minute, func() bool {
+		w := clitest.Status(t, remora, p.env).WAL
+		return w != nil && w.Error != ""
+	})
+	proxy.Set(nil)
+	p.archived()
+
+	// The agent killed mid-segment, then the server crashing mid-stream.
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (4, 'before the kill')")
+	p.agent.Kill()
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (5, 'while no agent runs'); SELECT pg_switch_wal()")
+	p.start()
+	p.archived()
+	pg.Restart(t, true)
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (6, 'after a crash')")
+	p.archived()
+
+	entries := clitest.List(t, remora, p.env)
+	if len(entries) != 1 {
+		t.Fatalf("%d backups listed, want the one physical backup", len(entries))
+	}
+	for _, st := range []string{s3URL, "file://" + dir} {
+		out := remora.Must(t, append(p.env, "REMORA_STORAGE="+st), "verify", entries[0].ID).Stdout
+		if !strings.Contains(out, "WAL OK") {
+			t.Errorf("verify in %s: %s", st, out)
+		}
+		if out := remora.Must(t, append(p.env, "REMORA_STORAGE="+st), "list").Stdout; !strings.Contains(out, "Point in time: restorable from") {
+			t.Errorf("list in %s shows no window:\n%s", st, out)
+		}
+	}
+
+	// To a time between two commits: the first only. To the latest, from
+	// the other storage: everything.
+	d := newDataDir(t)
+	remora.Must(t, append(p.env, "REMORA_STORAGE=file://"+dir), "restore", "--data-dir", d, "--to-time", target.Format(time.RFC3339Nano))
+	if rows := rowsOn(t, d); rows != "first" {
+		t.Errorf("restored to %s: %q, want first", target, rows)
+	}
+	d = newDataDir(t)
+	remora.Must(t, append(p.env, "REMORA_STORAGE="+s3URL), "restore", "--data-dir", d, "--to-latest")
+	if rows := rowsOn(t, d); rows != "first,second,during an outage,before the kill,while no agent runs,after a crash" {
+		t.Errorf("restored to the latest: %q", rows)
+	}
+
+	// No base backup before the target: one line, nothing written.
+	d = newDataDir(t)
+	r := remora.Run(t, append(p.env, "REMORA_STORAGE=file://"+dir), "restore", "--data-dir", d, "--to-time", "2001-01-01T00:00:00Z")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "no physical base backup") || strings.Count(strings.TrimSpace(r.Stderr), "\n") > 0 {
+		t.Errorf("restore before the first base backup: %s", r)
+	}
+	if _, err := os.Stat(d); err == nil {
+		t.Errorf("%s was created", d)
+	}
+	stopAgent(t, p.agent)
+}
+
+func stopAgent(t *testing.T, ag *testenv.Process) {
+	if ok, _ := ag.Stop(syscall.SIGTERM, 30*time.Second); !ok {
+		t.Errorf("the agent did not stop:\n%s", ag.Logs())
+	}
+}
