@@ -511,15 +511,23 @@ func (k *killer) randomly(seed uint64) {
 		delay := time.Duration(rng.Float64() * 1.1 * float64(k.full))
 		k.kill(3+i, nil, func(cmd *exec.Cmd) string {
 			// A run that ends before the delay is over is a finished
-			// one: waiting on would only take time.
-			for end := time.Now().Add(delay); time.Now().Before(end) && !exited(cmd.Process.Pid); {
+			// one: waiting on would only take time. How long it took is
+			// the measure of a whole run for the next delays, which the
+			// first one, taken while every backend starts at once, may
+			// overstate.
+			start := time.Now()
+			for end := start.Add(delay); time.Now().Before(end); {
+				if exited(cmd.Process.Pid) {
+					k.full = time.Since(start)
+					break
+				}
 				time.Sleep(min(5*time.Millisecond, time.Until(end)))
 			}
 			return delay.String()
 		})
 	}
-	k.t.Logf("seed %d: 3 placed kills and %d between 0 and %s (a backup takes %s): %v", seed, k.b.random,
-		time.Duration(1.1*float64(k.full)).Round(time.Millisecond), k.full.Round(time.Millisecond), k.outcome)
+	k.t.Logf("seed %d: 3 placed kills and %d between 0 and 1.1 times a backup's time (last %s): %v", seed, k.b.random,
+		k.full.Round(time.Millisecond), k.outcome)
 	for _, phase := range []string{beforeStored, midUpload, afterManifest} {
 		if k.outcome[phase] == 0 {
 			k.t.Errorf("no kill landed %s: %v", phase, k.outcome)
