@@ -110,8 +110,8 @@ func relFiles(dir string) []string {
 // this machine's disk, each under its key, while Put writes a temporary
 // name beside it: the temporary file of the big object, growing on the
 // server's disk, shows that it is being uploaded, and a kill leaves it.
-func diskBackend(name, url string, env []string, dir string) backend {
-	return backend{name: name, url: url, env: env,
+func diskBackend(t *testing.T, name, url string, env []string, dir string) backend {
+	return backend{name: name, url: url, env: env, random: fewKills(t),
 		unlisted:  func() []string { return tempFiles(dir) },
 		files:     func() []string { return relFiles(dir) },
 		uploading: func(int) bool { return testenv.Writing(dir, bigTmp, 1<<20) },
@@ -140,20 +140,86 @@ func wrote(pid int, n int64) bool {
 	return false
 }
 
-// backends starts a server for every backend and returns them, with the
-// credentials set in this process for storage.Open and repo.Prune.
-func backends(t *testing.T) []backend {
-	points := killPoints(t)
-	// The s3 and file backends take the full count; each of the others a
-	// few (4 of the default 30, scaled up with it for make soak), enough
-	// for the placed kills' phases plus some chance, within make test's time.
-	few := max(1, points*4/30)
-	var bs []backend
+// fewKills is the number of random kills for the backends other than s3
+// and file, which take REMORA_KILL_POINTS: 4 of the default 30, scaled up
+// with it for make soak; with the placed kills, enough within make test's
+// time.
+func fewKills(t *testing.T) int { return max(1, killPoints(t)*4/30) }
 
-	s3 := testenv.StartS3(t)
-	s3.MakeBucket(t, "backups")
-	s3.SetEnv(t)
-	core := &minio.Core{Client: s3.Client(t)}
+// backends are the storages the kills run against: each starts its server
+// and sets its credentials in this process (for storage.Open and
+// repo.Prune) for the test's duration.
+var backends = []struct {
+	name  string
+	start func(t *testing.T) backend
+}{
+	{"s3", s3Backend},
+	{"file", func(t *testing.T) backend {
+		dir := t.TempDir()
+		b := diskBackend(t, "file", "file://"+dir, nil, dir)
+		b.random = killPoints(t)
+		return b
+	}},
+	{"sftp", func(t *testing.T) backend {
+		srv := testenv.StartSFTP(t)
+		srv.SetEnv(t)
+		dir := filepath.Join(srv.Home, "kill")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("chown", srv.User+":", dir).CombinedOutput(); err != nil {
+			t.Fatalf("chown: %v: %s", err, out)
+		}
+		return diskBackend(t, "sftp", srv.URL(dir), srv.Env(), dir)
+	}},
+	{"webdav", func(t *testing.T) backend {
+		srv := testenv.StartWebDAV(t)
+		srv.SetEnv(t)
+		b := diskBackend(t, "webdav", srv.URL(srv.MakeCollection(t, "kill")), srv.Env(), filepath.Join(srv.Dir, "kill"))
+		// Apache's mod_dav_fs writes the body of a PUT to a temporary
+		// file of its own (.davfs.tmp…), renamed to Remora's temporary
+		// name only when the body is complete, and removed when the
+		// client goes away: nothing of the big object shows while it
+		// goes up, and a kill leaves nothing of it but in the moment
+		// between the PUT and the MOVE.
+		b.uploading = func(pid int) bool { return wrote(pid, 4<<20) }
+		return b
+	}},
+	{"ftp", func(t *testing.T) backend {
+		srv := testenv.StartPlainFTP(t)
+		srv.SetEnv(t)
+		return diskBackend(t, "ftp", srv.URL(srv.MakeDir(t, "kill")), srv.Env(), filepath.Join(srv.Home, "kill"))
+	}},
+	{"smb", func(t *testing.T) backend {
+		srv := testenv.StartSMB(t)
+		srv.SetEnv(t)
+		dir := filepath.Join(srv.Dir, "kill")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return diskBackend(t, "smb", srv.URL(srv.Share, "kill"), srv.Env(), dir)
+	}},
+	{"azblob", azblobBackend},
+	{"gs", func(t *testing.T) backend {
+		srv := testenv.StartGCS(t)
+		srv.MakeBucket(t, "backups")
+		return backend{name: "gs", url: srv.URL("backups", "kill"), random: fewKills(t),
+			// fake-gcs-server keeps an unfinished resumable upload in
+			// its memory only (a map of upload IDs), never on disk nor
+			// in a listing, as GCS itself keeps it out of sight until
+			// it expires: there is nothing of it to count, and nothing
+			// of the big object shows while it goes up.
+			unlisted:  func() []string { return nil },
+			uploading: func(pid int) bool { return wrote(pid, 4<<20) },
+		}
+	}},
+}
+
+func s3Backend(t *testing.T) backend {
+	srv := testenv.StartS3(t)
+	srv.MakeBucket(t, "backups")
+	srv.SetEnv(t)
+	core := &minio.Core{Client: srv.Client(t)}
 	// uploads lists the multipart uploads not completed or aborted.
 	uploads := func() []minio.ObjectMultipartInfo {
 		var out []minio.ObjectMultipartInfo
@@ -164,7 +230,7 @@ func backends(t *testing.T) []backend {
 		}
 		return out
 	}
-	bs = append(bs, backend{name: "s3", url: s3.URL("backups", "kill") + "&part-size=5MiB", env: s3.Env(), random: points,
+	return backend{name: "s3", url: srv.URL("backups", "kill") + "&part-size=5MiB", env: srv.Env(), random: killPoints(t),
 		unlisted: func() []string {
 			var out []string
 			for _, u := range uploads() {
@@ -172,7 +238,7 @@ func backends(t *testing.T) []backend {
 			}
 			return out
 		},
-		// A part stored: the kill leaves an unfinished upload.
+		// A part of the big object stored: the kill leaves an unfinished upload.
 		uploading: func(int) bool {
 			for _, u := range uploads() {
 				if !strings.HasSuffix(u.Key, "/rnd.dump.zst") {
@@ -185,78 +251,23 @@ func backends(t *testing.T) []backend {
 			}
 			return false
 		},
-	})
-
-	fileDir := t.TempDir()
-	file := diskBackend("file", "file://"+fileDir, nil, fileDir)
-	file.random = points
-	bs = append(bs, file)
-
-	sftp := testenv.StartSFTP(t)
-	sftp.SetEnv(t)
-	sftpDir := filepath.Join(sftp.Home, "kill")
-	if err := os.Mkdir(sftpDir, 0o755); err != nil {
-		t.Fatal(err)
 	}
-	if out, err := exec.Command("chown", sftp.User+":", sftpDir).CombinedOutput(); err != nil {
-		t.Fatalf("chown: %v: %s", err, out)
-	}
-	bs = append(bs, diskBackend("sftp", sftp.URL(sftpDir), sftp.Env(), sftpDir))
+}
 
-	dav := testenv.StartWebDAV(t)
-	dav.SetEnv(t)
-	davPath := dav.MakeCollection(t, "kill")
-	webdav := diskBackend("webdav", dav.URL(davPath), dav.Env(), filepath.Join(dav.Dir, "kill"))
-	// Apache's mod_dav_fs writes the body of a PUT to a temporary file of
-	// its own (.davfs.tmp…), renamed to Remora's temporary name only when
-	// the body is complete, and removed when the client goes away: nothing
-	// of the big object shows while it goes up, and a kill leaves nothing
-	// of it but for the moment between the PUT and the MOVE.
-	webdav.uploading = func(pid int) bool { return wrote(pid, 4<<20) }
-	bs = append(bs, webdav)
-
-	ftp := testenv.StartPlainFTP(t)
-	ftp.SetEnv(t)
-	bs = append(bs, diskBackend("ftp", ftp.URL(ftp.MakeDir(t, "kill")), ftp.Env(), filepath.Join(ftp.Home, "kill")))
-
-	smb := testenv.StartSMB(t)
-	smb.SetEnv(t)
-	smbDir := filepath.Join(smb.Dir, "kill")
-	if err := os.Mkdir(smbDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bs = append(bs, diskBackend("smb", smb.URL(smb.Share, "kill"), smb.Env(), smbDir))
-
-	az := testenv.StartAzurite(t)
-	az.CreateContainer(t, "backups")
-	az.SetEnv(t)
-	azc := az.Client(t).ServiceClient().NewContainerClient("backups")
+func azblobBackend(t *testing.T) backend {
+	srv := testenv.StartAzurite(t)
+	srv.CreateContainer(t, "backups")
+	srv.SetEnv(t)
+	c := srv.Client(t).ServiceClient().NewContainerClient("backups")
 	// Blocks of 1 MiB: the big object's first staged block comes well
-	// before its commit, a window the mid-upload kill must hit.
-	bs = append(bs, backend{name: "azblob", url: az.URL("backups", "kill") + "&block-size=1MiB", env: az.Env(),
-		unlisted: func() []string { return uncommitted(t, azc) },
+	// before its commit.
+	return backend{name: "azblob", url: srv.URL("backups", "kill") + "&block-size=1MiB", env: srv.Env(), random: fewKills(t),
+		unlisted: func() []string { return uncommitted(t, c) },
+		// A block of the big object staged: the kill leaves it.
 		uploading: func(int) bool {
-			return slices.ContainsFunc(uncommitted(t, azc), func(b string) bool { return strings.HasSuffix(b, "/rnd.dump.zst") })
+			return slices.ContainsFunc(uncommitted(t, c), func(b string) bool { return strings.HasSuffix(b, "/rnd.dump.zst") })
 		},
-	})
-
-	gcs := testenv.StartGCS(t)
-	gcs.MakeBucket(t, "backups")
-	bs = append(bs, backend{name: "gs", url: gcs.URL("backups", "kill"),
-		// fake-gcs-server keeps an unfinished resumable upload in its
-		// memory only (a map of upload IDs), never on disk nor in a
-		// listing, as GCS itself keeps it out of sight until it expires:
-		// there is nothing of it to count, and nothing of the big object
-		// shows while it goes up.
-		unlisted:  func() []string { return nil },
-		uploading: func(pid int) bool { return wrote(pid, 4<<20) },
-	})
-	for i := range bs {
-		if bs[i].random == 0 {
-			bs[i].random = few
-		}
 	}
-	return bs
 }
 
 // uncommitted names the blobs of the container that have staged blocks and
@@ -304,8 +315,8 @@ func uncommitted(t *testing.T, c *container.Client) []string {
 // kills must have hit each of the three phases.
 //
 // It gives its in-process storages their credentials through the
-// environment, so it is not a parallel test itself; its backends run at
-// once, each in its own goroutine rather than as parallel subtests, which
+// environment (each backend its own variables), so it is not a parallel
+// test itself, nor are its subtests; its backends run at once, each in its own goroutine rather than as parallel subtests, which
 // -parallel (the number of CPUs) would queue: the kills spend most of their
 // time waiting, for a moment to kill or for the next second's ID.
 func TestKillAnywhere(t *testing.T) {
@@ -314,10 +325,10 @@ func TestKillAnywhere(t *testing.T) {
 	want := testenv.Checksums(t, pg, "rnd")
 	seed := testenv.FaultSeed(t)
 	var wg sync.WaitGroup
-	for _, b := range backends(t) {
+	for _, b := range backends {
 		wg.Go(func() {
 			t.Run(b.name, func(t *testing.T) {
-				k := newKiller(t, b, pg)
+				k := newKiller(t, b.start(t), pg)
 				k.placed()
 				k.randomly(seed)
 				k.restore(want)
