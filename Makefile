@@ -98,7 +98,7 @@ fuzz:
 # The random fault tests with a fresh seed each round (printed, to replay a
 # failure with REMORA_FAULT_SEED=N) and more kill points: SOAK_ROUNDS rounds.
 SOAK_ROUNDS ?= 3
-soak: deps bin/versitygw
+soak: deps bin/versitygw bin/fake-gcs-server bin/azurite
 	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for i in $$(seq $(SOAK_ROUNDS)); do \
 	  seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); echo "== round $$i: REMORA_FAULT_SEED=$$seed"; \
 	  for t in './tests/faults TestKillAnywhere|TestBackupThroughFaultyNetwork' './repo/retention TestKeepRandomPolicies'; do \

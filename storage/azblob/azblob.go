@@ -13,9 +13,9 @@
 //
 // A Put stages its blocks and commits the block list once, at the end: a Put
 // that fails or is killed commits nothing, so nothing partial shows under the
-// key, and the blocks it staged expire by themselves (Azure drops uncommitted
-// blocks after seven days), so there is nothing for a sweeper to remove. An
-// object smaller than one block goes up in one request. Memory is block-size ×
+// key. The blocks it staged would stay, billed, until Azure drops them after
+// seven days: retention's sweep removes them once they are a day old (see
+// Sweep). An object smaller than one block goes up in one request. Memory is block-size ×
 // concurrency (default 8 MiB × 2 = 16 MiB) per Put, and an object can have at
 // most 50,000 blocks: 390 GiB at the default block size, 3 TiB at 64 MiB.
 //
