@@ -156,6 +156,9 @@ func (z *Writer) Write(p []byte) (int, error) {
 	if z.closed {
 		return 0, ErrClosed
 	}
+	if err := z.Err(); err != nil {
+		return 0, err
+	}
 	n := 0
 	for len(p) > 0 {
 		if err := z.Err(); err != nil {

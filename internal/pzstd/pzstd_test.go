@@ -251,6 +251,9 @@ func TestWriteError(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Errorf("Write: %v, want %v", err, tt.want)
 			}
+			if _, err := z.Write(nil); !errors.Is(err, tt.want) {
+				t.Errorf("empty Write after the failure: %v, want %v", err, tt.want)
+			}
 			if err := z.Close(); !errors.Is(err, tt.want) {
 				t.Errorf("Close: %v, want %v", err, tt.want)
 			}
