@@ -64,9 +64,9 @@ var codecs = map[string]codec{
 	},
 }
 
-// maxZstdWorkers caps the cores zstd compresses on. Each takes about 13.5
-// MiB whatever the size of the dump (see pzstd), and a sidecar without a CPU
-// limit sees every core of its node: 4 keep it to 54 MiB, within the
+// maxZstdWorkers caps the cores zstd compresses on. Each takes about 11 MiB
+// whatever the size of the dump (see pzstd), and a sidecar without a CPU
+// limit sees every core of its node: 4 keep it to 44 MiB, well within the
 // sidecar's default 256 MiB limit, at about 1.2 GB/s.
 const maxZstdWorkers = 4
 

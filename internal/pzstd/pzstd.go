@@ -11,10 +11,11 @@
 // Memory is bounded whatever the input's size. Each worker holds two chunks
 // in flight (one being compressed, one queued or being written), each an
 // input buffer of ChunkSize and an output buffer of at most ChunkSize plus a
-// few bytes, and one encoder whose history is twice its window (the window is
-// the chunk size, capped at 2 MiB) plus 1.2 MiB of match tables. With the
-// default 2 MiB chunks that is about 13.5 MiB per worker, 27 MiB on two
-// cores. Buffers and encoders are pooled and reused by the next Writer.
+// few bytes, and one encoder: its history and match tables, 2.8 MiB at
+// level 3 with a 2 MiB window (the window is the chunk size, at most 2
+// MiB). With the default 2 MiB chunks that is about 11 MiB per worker, 22
+// MiB on two cores. Buffers and encoders are pooled and reused by the next
+// Writer.
 package pzstd
 
 import (
@@ -35,7 +36,7 @@ import (
 // bytes) at level 3, against one unbroken stream with a 2 MiB window: 512
 // KiB frames are 9.7% larger, 1 MiB 4.7%, 2 MiB 2.0%, 4 MiB 1.1%, 8 MiB
 // 0.7%. Each frame relearns the vocabulary from nothing; 2 MiB keeps that
-// loss to 2% for about 13 MiB per worker, where 4 MiB would take 21.
+// loss to 2% for about 11 MiB per worker, where 4 MiB would take 19.
 const DefaultChunkSize = 2 << 20
 
 // Bounds on ChunkSize: below 4 KiB the frame headers and lost history cost
