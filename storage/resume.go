@@ -66,6 +66,7 @@ type Download struct {
 	OpenAt func(ctx context.Context, off int64, pin Version) (io.ReadCloser, Version, error)
 	// Retryable tells a broken connection from an answer that another
 	// attempt would get again; nil: every error is worth another attempt.
+	// A stall and a body that ends short always are.
 	Retryable func(error) bool
 	// NotFound tells the first request's answer for a missing object; nil:
 	// errors.Is(err, fs.ErrNotExist).
@@ -267,7 +268,10 @@ func (r *resuming) short() bool { return r.pin.Size >= 0 && r.off < r.pin.Size }
 
 // canRetry tells whether a failure is worth another request.
 func (r *resuming) canRetry(err error) bool {
-	return r.ctx.Err() == nil && !errors.Is(err, ErrChanged) && r.failures < r.d.Retries && r.d.Retryable(err)
+	if r.ctx.Err() != nil || errors.Is(err, ErrChanged) || r.failures >= r.d.Retries {
+		return false
+	}
+	return errors.Is(err, ErrStalled) || errors.Is(err, io.ErrUnexpectedEOF) || r.d.Retryable(err)
 }
 
 // resume replaces the broken body, after a wait, with a request for the
