@@ -4,7 +4,7 @@
 // container (which must exist), then optionally a prefix and options (the
 // README describes them):
 //
-//	azblob://account/container/prefix?endpoint=http://127.0.0.1:10000/account&key_env=NAME&sas_env=NAME&block-size=8MiB&concurrency=2&retries=5
+//	azblob://account/container/prefix?endpoint=http://127.0.0.1:10000/account&key_env=NAME&sas_env=NAME&block-size=8MiB&concurrency=2&stall=60s&retries=5
 //
 // Credentials come from AZURE_STORAGE_KEY (the account's shared key) or
 // AZURE_STORAGE_SAS_TOKEN, or the variable key_env= or sas_env= names; with
@@ -21,8 +21,8 @@
 //
 // Requests that meet a transient fault (a dropped connection, a 5xx, 408 or
 // 429 answer) are retried with backoff by the SDK's retry policy; a download
-// that breaks part way resumes from where it stopped with a range request
-// pinned to the blob's ETag.
+// that breaks or stalls (no byte for stall=) part way resumes from where it
+// stopped with a range request pinned to the blob's ETag (storage.Download).
 package azblob
 
 import (
@@ -59,7 +59,7 @@ type Storage struct {
 	custom      bool   // endpoint= was given
 	blockSize   int64
 	concurrency int
-	retries     int
+	xfer        storage.Transfer // stall= and retries=
 	creds       *creds
 	display     string
 	log         *slog.Logger
@@ -74,7 +74,6 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 		return nil, err
 	}
 	s := c.s
-	s.retries = c.retries
 	display := *u
 	display.RawQuery = ""
 	s.display = display.String()
@@ -101,15 +100,15 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 func (s *Storage) newClient() (*container.Client, error) {
 	opts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{
 		Retry: policy.RetryOptions{
-			MaxRetries:    int32(s.retries),
+			MaxRetries:    int32(s.xfer.Retries),
 			RetryDelay:    time.Second,
 			MaxRetryDelay: 30 * time.Second,
 		},
 		Telemetry:       policy.TelemetryOptions{ApplicationID: "remora/" + version.Version()},
 		PerCallPolicies: []policy.Policy{failFast{}},
-		Transport:       &clockTransport{base: &http.Client{Transport: transport()}, clock: &s.clock},
+		Transport:       &clockTransport{base: &http.Client{Transport: transport(s.xfer.Stall)}, clock: &s.clock},
 	}}
-	if s.retries == 0 {
+	if s.xfer.Retries == 0 {
 		opts.Retry.MaxRetries = -1 // the SDK reads 0 as its default, 3
 	}
 	u := s.endpoint + url.PathEscape(s.container)
@@ -122,11 +121,12 @@ func (s *Storage) newClient() (*container.Client, error) {
 	return container.NewClient(u, s.creds.token, opts)
 }
 
-// transport is Go's default, with a bound on the wait for response headers
-// so a server that accepts a request and never answers is retried.
-func transport() *http.Transport {
+// transport is Go's default, with the stall time as a bound on the wait for
+// response headers, so a server that accepts a request and never answers is
+// retried.
+func transport(stall time.Duration) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = 60 * time.Second
+	tr.ResponseHeaderTimeout = stall
 	return tr
 }
 
@@ -166,7 +166,7 @@ func (s *Storage) err(op, key string, err error) error {
 		return fmt.Errorf("storage %s: %s: unknown host %s: check the account name and the endpoint", s, what, dns.Name)
 	case errors.As(err, &nerr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("storage %s: %s: cannot reach the blob service (%d retries): %v: check the endpoint and the network",
-			s, what, s.retries, errs.Root(err))
+			s, what, s.xfer.Retries, errs.Root(err))
 	}
 	return fmt.Errorf("storage %s: %s: %v", s, what, errs.Root(err))
 }

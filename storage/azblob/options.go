@@ -2,14 +2,9 @@ package azblob
 
 import (
 	"fmt"
-	"maps"
 	"net/url"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
-
-	"github.com/dustin/go-humanize"
 
 	"remora.dev/remora/storage"
 )
@@ -22,7 +17,6 @@ const (
 	defaultBlockSize   = 8 << 20
 	defaultConcurrency = 2
 	maxConcurrency     = 16
-	defaultRetries     = 5
 )
 
 // example is the URL that errors about a malformed one show.
@@ -40,27 +34,19 @@ var (
 
 // config is what a URL sets up before the client is made.
 type config struct {
-	s       *Storage
-	keyEnv  string // key_env=: the variable holding the account key
-	sasEnv  string // sas_env=: the variable holding a SAS token
-	retries int
-}
-
-// option is one of the URL's options and how it sets up the config.
-type option struct {
-	name string
-	set  func(c *config, v string) error
+	s      *Storage
+	keyEnv string // key_env=: the variable holding the account key
+	sasEnv string // sas_env=: the variable holding a SAS token
 }
 
 // options are the URL's options, in the order they are applied and listed.
-var options = []option{
-	{"endpoint", setEndpoint},
-	{"key_env", func(c *config, v string) error { return setEnvName(&c.keyEnv, "key_env", v) }},
-	{"sas_env", func(c *config, v string) error { return setEnvName(&c.sasEnv, "sas_env", v) }},
-	{"block-size", setBlockSize},
-	{"concurrency", setConcurrency},
-	{"retries", setRetries},
-}
+var options = append([]storage.Option[*config]{
+	{Name: "endpoint", Set: setEndpoint},
+	{Name: "key_env", Set: func(c *config, v string) error { return setEnvName(&c.keyEnv, "key_env", v) }},
+	{Name: "sas_env", Set: func(c *config, v string) error { return setEnvName(&c.sasEnv, "sas_env", v) }},
+	{Name: "block-size", Set: setBlockSize},
+	{Name: "concurrency", Set: setConcurrency},
+}, storage.TransferOptions(func(c *config) *storage.Transfer { return &c.s.xfer })...)
 
 // badURL is the error about a malformed azblob:// URL: what is wrong, and an
 // example of a good one.
@@ -80,8 +66,7 @@ func configure(u *url.URL) (*config, error) {
 	}
 	c := &config{
 		s: &Storage{account: u.Host, container: cont, blockSize: defaultBlockSize, concurrency: defaultConcurrency,
-			endpoint: "https://" + u.Host + ".blob.core.windows.net/"},
-		retries: defaultRetries,
+			endpoint: "https://" + u.Host + ".blob.core.windows.net/", xfer: storage.DefaultTransfer()},
 	}
 	if p := strings.Trim(prefix, "/"); p != "" {
 		if storage.CheckKey(p) != nil {
@@ -89,32 +74,13 @@ func configure(u *url.URL) (*config, error) {
 		}
 		c.s.prefix = p + "/"
 	}
-	q := u.Query()
-	for _, k := range slices.Sorted(maps.Keys(q)) {
-		if !slices.ContainsFunc(options, func(o option) bool { return o.name == k }) {
-			return nil, badURL(u, "unknown option %q; known: %s", k, knownOptions())
-		}
-	}
-	for _, o := range options {
-		if vs, ok := q[o.name]; ok {
-			if err := o.set(c, vs[len(vs)-1]); err != nil {
-				return nil, badURL(u, "%v", err)
-			}
-		}
+	if err := storage.ApplyOptions(c, u.Query(), options); err != nil {
+		return nil, badURL(u, "%v", err)
 	}
 	if c.keyEnv != "" && c.sasEnv != "" {
 		return nil, badURL(u, "key_env and sas_env are both given: name one variable, the account key's or the SAS token's")
 	}
 	return c, nil
-}
-
-// knownOptions lists the option names: "endpoint, key_env, ...".
-func knownOptions() string {
-	names := make([]string, len(options))
-	for i, o := range options {
-		names[i] = o.name
-	}
-	return strings.Join(names, ", ")
 }
 
 // setEndpoint takes the blob service URL, http:// or https://, with the
@@ -137,31 +103,14 @@ func setEnvName(dst *string, name, v string) error {
 	return nil
 }
 
-// setBlockSize takes a number of bytes with an optional unit, as
-// humanize.ParseBytes reads it: 8388608, 16MiB, 16MB (decimal), 1GiB.
-func setBlockSize(c *config, v string) error {
-	n, err := humanize.ParseBytes(strings.TrimSpace(v))
-	if err != nil || n < minBlockSize || n > maxBlockSize {
-		return fmt.Errorf("block-size=%q: want a size from 1MiB to 4000MiB, e.g. 16MiB", v)
-	}
-	c.s.blockSize = int64(n)
-	return nil
+// setBlockSize takes a number of bytes with an optional unit: 8388608,
+// 16MiB, 16MB (decimal), 1GiB.
+func setBlockSize(c *config, v string) (err error) {
+	c.s.blockSize, err = storage.ParseSize("block-size", v, minBlockSize, maxBlockSize, 1, "a size from 1MiB to 4000MiB, e.g. 16MiB")
+	return err
 }
 
-func setConcurrency(c *config, v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > maxConcurrency {
-		return fmt.Errorf("concurrency=%q: want 1 to %d", v, maxConcurrency)
-	}
-	c.s.concurrency = n
-	return nil
-}
-
-func setRetries(c *config, v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > 20 {
-		return fmt.Errorf("retries=%q: want 0 to 20", v)
-	}
-	c.retries = n
-	return nil
+func setConcurrency(c *config, v string) (err error) {
+	c.s.concurrency, err = storage.ParseInt("concurrency", v, 1, maxConcurrency)
+	return err
 }

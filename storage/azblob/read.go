@@ -2,71 +2,69 @@ package azblob
 
 import (
 	"context"
+	"errors"
 	"io"
-	"io/fs"
+	"net/http"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"remora.dev/remora/internal/errs"
 	"remora.dev/remora/storage"
 )
 
-// Open returns the blob's content. When the connection breaks part way, the
-// SDK's retry reader asks for the rest with a range request pinned to the
-// blob's ETag, so a replaced blob is never spliced in; each resumption is
-// logged.
+// Open returns the blob's content. When the connection breaks or stalls
+// part way, the download asks for the rest with a range request pinned to
+// the blob's ETag, so a replaced blob is never spliced in; each resumption
+// is logged.
 func (s *Storage) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := storage.CheckKey(key); err != nil {
 		return nil, err
 	}
-	resp, err := s.client.NewBlobClient(s.prefix+key).DownloadStream(ctx, nil)
-	if err != nil {
-		if isNotFound(err) {
-			return nil, storage.NotExist(key)
+	return storage.Download{
+		Storage: s, Key: key, Transfer: s.xfer, Log: s.log,
+		OpenAt:    s.openAt(s.prefix + key),
+		Retryable: transient, NotFound: isNotFound,
+		Err: func(err error) error { return s.err("get", key, err) },
+	}.Start(ctx)
+}
+
+// openAt asks for a blob from off; a resumption only from the version (ETag)
+// that answered first.
+func (s *Storage) openAt(name string) func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
+	return func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
+		opts := &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: off}}
+		if pin.ID != "" {
+			etag := azcore.ETag(pin.ID)
+			opts.AccessConditions = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &etag}}
 		}
-		return nil, s.err("get", key, err)
-	}
-	rr := resp.NewRetryReader(ctx, &blob.RetryReaderOptions{
-		MaxRetries: int32(max(s.retries, 1)),
-		OnFailedRead: func(n int32, err error, r blob.HTTPRange, retry bool) {
-			if retry {
-				s.log.Warn("storage download broke, resuming", "storage", s.display, "key", key, "offset", r.Offset,
-					"attempt", n, "error", errs.Root(err).Error())
-			}
-		},
-		EarlyCloseAsError: true,
-	})
-	return &reader{s: s, key: key, rc: rr}, nil
-}
-
-// reader turns the retry reader's final error into one line.
-type reader struct {
-	s   *Storage
-	key string
-	rc  io.ReadCloser
-	end error
-}
-
-func (r *reader) Read(p []byte) (int, error) {
-	if r.end != nil {
-		return 0, r.end
-	}
-	n, err := r.rc.Read(p)
-	if err != nil {
-		if err != io.EOF {
-			err = r.s.err("get", r.key, err)
+		resp, err := s.client.NewBlobClient(name).DownloadStream(ctx, opts)
+		if bloberror.HasCode(err, bloberror.ConditionNotMet) {
+			return nil, storage.Version{}, storage.ErrChanged
 		}
-		r.end = err
+		if err != nil {
+			return nil, storage.Version{}, err
+		}
+		v := storage.Version{Size: -1}
+		if resp.ETag != nil {
+			v.ID = string(*resp.ETag)
+		}
+		if off == 0 && resp.ContentLength != nil {
+			v.Size = *resp.ContentLength
+		}
+		return resp.Body, v, nil
 	}
-	return n, err
 }
 
-func (r *reader) Close() error {
-	if r.end == nil {
-		r.end = fs.ErrClosed
+// transient tells the faults worth another request: the network's, and the
+// service's 408, 429 and 5xx answers; not its other answers.
+func transient(err error) bool {
+	var resp *azcore.ResponseError
+	if errors.As(err, &resp) {
+		return resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
 	}
-	return r.rc.Close()
+	return true
 }
 
 func (s *Storage) Stat(ctx context.Context, key string) (storage.Object, error) {

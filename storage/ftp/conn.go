@@ -30,7 +30,7 @@ func (s *Storage) dial(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 	c := &conn{}
-	dialer := &net.Dialer{Timeout: s.stall}
+	dialer := &net.Dialer{Timeout: s.xfer.Stall}
 	first := true
 	// The client dials the control connection, then every data connection,
 	// through this function: each is watched for stalls and closed with the
@@ -46,7 +46,7 @@ func (s *Storage) dial(ctx context.Context) (*conn, error) {
 		if s.wrap != nil {
 			nc = s.wrap(nc, data)
 		}
-		nc = &stallConn{Conn: nc, stall: s.stall}
+		nc = &stallConn{Conn: nc, stall: s.xfer.Stall}
 		if data && s.tls != nil {
 			nc = &tlsData{Conn: tls.Client(nc, s.tls)}
 		}
@@ -56,7 +56,7 @@ func (s *Storage) dial(ctx context.Context) (*conn, error) {
 		}
 		return nc, nil
 	}
-	opts := []ftp.DialOption{ftp.DialWithDialFunc(dialFn), ftp.DialWithShutTimeout(s.stall)}
+	opts := []ftp.DialOption{ftp.DialWithDialFunc(dialFn), ftp.DialWithShutTimeout(s.xfer.Stall)}
 	if s.tls != nil {
 		opts = append(opts, ftp.DialWithExplicitTLS(s.tls))
 	}

@@ -3,7 +3,7 @@
 // schemes with storage.Open. The URL names the account, the server and the
 // directory, which must exist (everything below it is created as needed):
 //
-//	ftp://user@host:port/absolute/dir?password_env=NAME&password_file=PATH&timeout=60s&retries=5
+//	ftp://user@host:port/absolute/dir?password_env=NAME&password_file=PATH&stall=60s&retries=5
 //	ftps://user@host:port/absolute/dir?ca-file=/ca.pem
 //
 // ftps:// is explicit TLS (AUTH TLS on the control connection, then PROT P:
@@ -28,8 +28,8 @@
 // included) and MDTM for each object's exact time. A download that breaks part
 // way resumes from its offset (REST), on a new connection, up to retries=
 // times, if the file's size and time are unchanged. A connection that moves
-// no data for timeout= fails. Now is the server's clock: the time it stamps
-// on a small file made for the purpose.
+// no data for stall= fails (timeout= is its older name). Now is the server's
+// clock: the time it stamps on a small file made for the purpose.
 //
 // FTP connections are not safe for concurrent use, so each operation opens its
 // own control connection, logs in, and quits; a Storage is safe for concurrent
@@ -53,7 +53,6 @@ import (
 	"path"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/jlaffaye/ftp"
 
@@ -78,8 +77,7 @@ type Storage struct {
 	password string
 	root     string // absolute, no trailing slash ("/" for the top)
 	tls      *tls.Config
-	stall    time.Duration
-	retries  int
+	xfer     storage.Transfer // stall= and retries=
 	display  string
 	pwFrom   string // where the password comes from, for errors
 	log      *slog.Logger
@@ -175,7 +173,7 @@ func (s *Storage) err(op, what string, err error) error {
 	}
 	var nerr net.Error
 	if errors.As(err, &nerr) && nerr.Timeout() {
-		return fmt.Errorf("storage %s: %s: no data moved for %s: check the network, or raise timeout= in the storage URL for a slow link", s, op, s.stall)
+		return fmt.Errorf("storage %s: %s: no data moved for %s: check the network, or raise stall= in the storage URL for a slow link", s, op, s.xfer.Stall)
 	}
 	var dns *net.DNSError
 	if errors.As(err, &dns) || errors.As(err, &nerr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.EOF) {

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,6 +196,109 @@ func (c *cutConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.left -= n
 	return n, err
+}
+
+// TestStalledDownload: a download whose data connection stops delivering
+// part way is given up after stall= and resumes on a new connection.
+// (The test stalls the data connection from inside the client: passive data
+// connections go to ports the server names, which a TCP proxy in front of
+// the control connection never sees.)
+func TestStalledDownload(t *testing.T) {
+	srv := testenv.StartFTP(t)
+	srv.SetEnv(t)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	s, err := storage.Open(ctx, srv.URL(srv.MakeDir(t, "backups"))+"&stall=1s", storage.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	if _, err := s.Put(ctx, "big", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int32
+	ftp.SetWrap(s, func(c net.Conn, isData bool) net.Conn {
+		if isData && conns.Add(1) == 1 {
+			return &stallingConn{Conn: c, left: 1 << 20, wake: make(chan struct{})}
+		}
+		return c
+	})
+	r, err := s.Open(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := testenv.ReadAllOrHang(t, r)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes (%v), want the %d written", len(got), err, len(data))
+	}
+	if conns.Load() != 2 || !strings.Contains(logs.String(), "storage download broke, resuming") {
+		t.Fatalf("%d data connections, log %s: want one stalled, one resumed", conns.Load(), logs.String())
+	}
+}
+
+// stallingConn delivers left bytes, then nothing: reads wait, as on a
+// connection whose server stopped sending, until the deadline or Close.
+type stallingConn struct {
+	net.Conn
+	left     int
+	mu       sync.Mutex
+	deadline time.Time
+	wake     chan struct{} // closed when the deadline changes or the connection closes
+	closed   bool
+}
+
+func (c *stallingConn) Read(p []byte) (int, error) {
+	if c.left > 0 {
+		if len(p) > c.left {
+			p = p[:c.left]
+		}
+		n, err := c.Conn.Read(p)
+		c.left -= n
+		return n, err
+	}
+	for {
+		c.mu.Lock()
+		closed, d, wake := c.closed, c.deadline, c.wake
+		c.mu.Unlock()
+		var expired <-chan time.Time
+		switch {
+		case closed:
+			return 0, net.ErrClosed
+		case !d.IsZero() && !time.Now().Before(d):
+			return 0, os.ErrDeadlineExceeded
+		case !d.IsZero():
+			expired = time.After(time.Until(d))
+		}
+		select {
+		case <-wake:
+		case <-expired:
+		}
+	}
+}
+
+func (c *stallingConn) changed(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f()
+	close(c.wake)
+	c.wake = make(chan struct{})
+}
+
+func (c *stallingConn) SetDeadline(t time.Time) error {
+	c.changed(func() { c.deadline = t })
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *stallingConn) SetReadDeadline(t time.Time) error {
+	c.changed(func() { c.deadline = t })
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *stallingConn) Close() error {
+	c.changed(func() { c.closed = true })
+	return c.Conn.Close()
 }
 
 // TestSweepAndClock: Sweep removes temporary files older than the cutoff,

@@ -4,34 +4,34 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"remora.dev/remora/internal/certpool"
 	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/storage"
 )
 
-// Defaults of the options timeout= and retries=.
-const (
-	defaultStall   = 60 * time.Second
-	defaultRetries = 5
-	defaultPwEnv   = "REMORA_FTP_PASSWORD"
-)
+// defaultPwEnv holds the password unless the URL says otherwise.
+const defaultPwEnv = "REMORA_FTP_PASSWORD"
 
 const example = "ftp://user@host:21/backups or ftps://user@host/backups?ca-file=/ca.pem"
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-var knownOptions = []string{"password_env", "password_file", "ca-file", "timeout", "retries"}
+// options are the URL's options: stall= and retries= (timeout= is stall='s
+// name from before every backend had it); the others are read by options
+// and readPassword.
+var options = append([]storage.Option[*Storage]{
+	{Name: "password_env", Set: noop}, {Name: "password_file", Set: noop}, {Name: "ca-file", Set: noop},
+}, storage.TransferOptions(func(s *Storage) *storage.Transfer { return &s.xfer }, "timeout")...)
+
+func noop(*Storage, string) error { return nil }
 
 func badURL(u *url.URL, format string, a ...any) error {
 	return fmt.Errorf("%w %q: %s (e.g. %s)", storage.ErrBadURL, u.Redacted(), fmt.Sprintf(format, a...), example)
@@ -57,14 +57,12 @@ func configure(u *url.URL) (*Storage, error) {
 	if u.Path != "" && root != "/" && storage.CheckKey(strings.TrimPrefix(root, "/")) != nil || strings.Contains(u.Path, "/../") {
 		return nil, badURL(u, "invalid directory %q", u.Path)
 	}
-	s := &Storage{addr: net.JoinHostPort(host, port), user: u.User.Username(), root: root, stall: defaultStall, retries: defaultRetries}
+	s := &Storage{addr: net.JoinHostPort(host, port), user: u.User.Username(), root: root, xfer: storage.DefaultTransfer()}
 	display := url.URL{Scheme: u.Scheme, User: url.User(s.user), Host: u.Host, Path: root}
 	s.display = display.String()
 	q := u.Query()
-	for _, k := range slices.Sorted(maps.Keys(q)) {
-		if !slices.Contains(knownOptions, k) {
-			return nil, badURL(u, "unknown option %q; known: %s", k, strings.Join(knownOptions, ", "))
-		}
+	if err := storage.ApplyOptions(s, q, options); err != nil {
+		return nil, badURL(u, "%v", err)
 	}
 	if err := s.options(u.Scheme, host, q); err != nil {
 		return nil, badURL(u, "%v", err)
@@ -75,22 +73,8 @@ func configure(u *url.URL) (*Storage, error) {
 	return s, nil
 }
 
-// options sets TLS, timeout= and retries=.
+// options sets up TLS.
 func (s *Storage) options(scheme, host string, q url.Values) error {
-	if v := q.Get("timeout"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			return fmt.Errorf("timeout %q: want a duration of at least 1s, e.g. 60s", v)
-		}
-		s.stall = d
-	}
-	if v := q.Get("retries"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 20 {
-			return fmt.Errorf("retries %q: want 0 to 20", v)
-		}
-		s.retries = n
-	}
 	ca := q.Get("ca-file")
 	if scheme != "ftps" {
 		if ca != "" {

@@ -115,7 +115,7 @@ func (s *Storage) removeTemp(ctx context.Context, c *conn, tmp string) {
 	if ctx.Err() == nil && c.Delete(tmp) == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.stall)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.xfer.Stall)
 	defer cancel()
 	c2, err := s.dial(ctx)
 	if err != nil {

@@ -3,7 +3,7 @@
 // with storage.Open. The URL names the bucket, which must exist, then
 // optionally a prefix and options (the README describes them):
 //
-//	gs://bucket/prefix?credentials_file=/secrets/sa.json&chunk-size=16MiB&retries=5
+//	gs://bucket/prefix?credentials_file=/secrets/sa.json&chunk-size=16MiB&stall=60s&retries=5
 //	gs://bucket/prefix?endpoint=http://127.0.0.1:4443/storage/v1/&anonymous=true
 //
 // Credentials are a service account key: credentials_file=PATH, else the
@@ -24,10 +24,10 @@
 // abandoned upload session holds no object and expires on the server within
 // a week; there is nothing for a sweep to list or remove.
 //
-// Open reads the object through the JSON API; when the connection breaks
-// part way, the client library asks for the rest with a range request
-// pinned to the object's generation, so a replaced object is never spliced
-// in. Requests meeting a transient fault (a dropped connection, 408, 429,
+// Open reads the object through the JSON API; when the connection breaks or
+// stalls (no byte for stall=) part way, it asks for the rest with a range
+// request pinned to the object's generation, so a replaced object is never
+// spliced in. Requests meeting a transient fault (a dropped connection, 408, 429,
 // 5xx) are retried up to retries= more times with backoff (1 s doubling to
 // at most 30 s).
 package gcs
@@ -39,6 +39,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,8 +65,8 @@ type Storage struct {
 	prefix    string // "" or ends in "/"
 	endpoint  string // "" for Google Cloud Storage itself
 	chunkSize int
-	retries   int
-	creds     string // where the credentials come from, for errors
+	xfer      storage.Transfer // stall= (downloads) and retries=
+	creds     string           // where the credentials come from, for errors
 	display   string
 	log       *slog.Logger
 }
@@ -100,7 +101,7 @@ func open(ctx context.Context, u *url.URL, o storage.Options) (storage.Storage, 
 	}
 	// Every operation may be retried, uploads included: a Put rewrites the
 	// whole object, so a repeated request stores the same bytes.
-	s.client.SetRetry(gcs.WithPolicy(gcs.RetryAlways), gcs.WithMaxAttempts(s.retries+1),
+	s.client.SetRetry(gcs.WithPolicy(gcs.RetryAlways), gcs.WithMaxAttempts(s.xfer.Retries+1),
 		gcs.WithBackoff(gax.Backoff{Initial: time.Second, Max: 30 * time.Second, Multiplier: 2}))
 	s.bkt = s.client.Bucket(s.bucket)
 	s.log = o.Logger
@@ -153,7 +154,7 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 }
 
 // uploadRetry decides whether a failed upload request is tried again: a
-// transient fault, at most s.retries times in a row. The client library
+// transient fault, at most s.xfer.Retries times in a row. The client library
 // counts no attempts for uploads (it retries them until the context ends),
 // so the count is here; it starts again once the upload has taken more of
 // the source, which it does only after the chunk before went through.
@@ -171,11 +172,11 @@ func (s *Storage) uploadRetry(key string, src *source) func(error) bool {
 			last, fails = n, 0
 		}
 		fails++
-		if fails > s.retries {
+		if fails > s.xfer.Retries {
 			return false
 		}
 		s.log.Warn("storage request failed, retrying", "storage", s.display, "op", "put "+key,
-			"attempt", fails, "of", s.retries+1, "error", errs.Root(err).Error())
+			"attempt", fails, "of", s.xfer.Retries+1, "error", errs.Root(err).Error())
 		return true
 	}
 }
@@ -202,37 +203,44 @@ func (s *source) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Open returns the object's content.
+// Open returns the object's content. When the connection breaks or stalls
+// part way, the download asks for the rest of the same generation of the
+// object, so a replaced object is never spliced in (storage.Download).
 func (s *Storage) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := storage.CheckKey(key); err != nil {
 		return nil, err
 	}
-	r, err := s.bkt.Object(s.prefix + key).NewReader(ctx)
-	if errors.Is(err, gcs.ErrObjectNotExist) {
-		return nil, storage.NotExist(key)
-	}
-	if err != nil {
-		return nil, s.err("get", key, err)
-	}
-	return &reader{r: r, s: s, key: key}, nil
+	return storage.Download{
+		Storage: s, Key: key, Transfer: s.xfer, Log: s.log,
+		OpenAt:    s.openAt(s.prefix + key),
+		Retryable: gcs.ShouldRetry,
+		NotFound:  func(err error) bool { return errors.Is(err, gcs.ErrObjectNotExist) },
+		Err:       func(err error) error { return s.err("get", key, err) },
+	}.Start(ctx)
 }
 
-// reader turns the library's read errors into ones naming the storage.
-type reader struct {
-	r   *gcs.Reader
-	s   *Storage
-	key string
-}
-
-func (r *reader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		err = r.s.err("get", r.key, err)
+// openAt asks for an object from off; a resumption only from the generation
+// that answered first.
+func (s *Storage) openAt(name string) func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
+	return func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
+		obj := s.bkt.Object(name)
+		if pin.ID != "" {
+			gen, err := strconv.ParseInt(pin.ID, 10, 64)
+			if err != nil {
+				return nil, storage.Version{}, err
+			}
+			obj = obj.Generation(gen)
+		}
+		r, err := obj.NewRangeReader(ctx, off, -1)
+		if pin.ID != "" && errors.Is(err, gcs.ErrObjectNotExist) {
+			return nil, storage.Version{}, storage.ErrChanged // that generation is gone
+		}
+		if err != nil {
+			return nil, storage.Version{}, err
+		}
+		return r, storage.Version{ID: strconv.FormatInt(r.Attrs.Generation, 10), Size: r.Attrs.Size}, nil
 	}
-	return n, err
 }
-
-func (r *reader) Close() error { return r.r.Close() }
 
 func (s *Storage) Stat(ctx context.Context, key string) (storage.Object, error) {
 	if err := storage.CheckKey(key); err != nil {

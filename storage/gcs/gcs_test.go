@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -236,5 +237,45 @@ func TestResumeDownload(t *testing.T) {
 	}
 	if n := proxy.Injected()[testenv.CutResponse]; n != 2 {
 		t.Fatalf("%d responses cut, want 2", n)
+	}
+}
+
+// TestStalledDownload: a download whose server stops sending part way is
+// given up after the stall time and resumes from where it stopped, instead
+// of waiting forever.
+func TestStalledDownload(t *testing.T) {
+	srv := testenv.StartGCS(t)
+	srv.MakeBucket(t, "stall")
+	proxy := testenv.StartFaultProxy(t, srv.Addr)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	u := fmt.Sprintf("gs://stall/p?stall=1s&endpoint=http://%s/storage/v1/&anonymous=true", proxy.Endpoint)
+	s, err := storage.Open(ctx, u, storage.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 3<<20+123)
+	rand.Read(data)
+	if _, err := s.Put(ctx, "big", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	var gets atomic.Int32
+	proxy.Set(func(r *http.Request, n int) testenv.Fault {
+		if r.Method == http.MethodGet && r.URL.Query().Get("alt") == "media" && gets.Add(1) == 1 {
+			return testenv.StallResponse
+		}
+		return testenv.Pass
+	})
+	r, err := s.Open(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := testenv.ReadAllOrHang(t, r)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes (%v), want the %d written", len(got), err, len(data))
+	}
+	if n := proxy.Injected()[testenv.StallResponse]; n != 1 || !strings.Contains(logs.String(), "storage download broke, resuming") {
+		t.Fatalf("%d stalls injected; log:\n%s", n, logs.String())
 	}
 }

@@ -5,15 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"net/url"
 	"os"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 
-	"github.com/dustin/go-humanize"
 	"google.golang.org/api/option"
 
 	"remora.dev/remora/storage"
@@ -26,7 +22,6 @@ const (
 	minChunkSize     = chunkUnit
 	maxChunkSize     = 1 << 30
 	defaultChunkSize = 16 << 20
-	defaultRetries   = 5
 )
 
 // Variables the credentials may come from.
@@ -57,21 +52,15 @@ type config struct {
 	anonymous bool   // anonymous=true, with endpoint= only
 }
 
-// option is one of the URL's options and how it sets up the config.
-type urlOption struct {
-	name string
-	set  func(c *config, v string) error
-}
-
-var urlOptions = []urlOption{
-	{"endpoint", setEndpoint},
-	{"anonymous", setAnonymous},
-	{"credentials_file", func(c *config, v string) error { c.credFile = v; return nil }},
-	{"credentials_env", setCredEnv},
-	{"credentials", setCredentials},
-	{"chunk-size", setChunkSize},
-	{"retries", setRetries},
-}
+// urlOptions are the URL's options, in the order they are applied and listed.
+var urlOptions = append([]storage.Option[*config]{
+	{Name: "endpoint", Set: setEndpoint},
+	{Name: "anonymous", Set: setAnonymous},
+	{Name: "credentials_file", Set: func(c *config, v string) error { c.credFile = v; return nil }},
+	{Name: "credentials_env", Set: setCredEnv},
+	{Name: "credentials", Set: setCredentials},
+	{Name: "chunk-size", Set: setChunkSize},
+}, storage.TransferOptions(func(c *config) *storage.Transfer { return &c.s.xfer })...)
 
 // badURL is the error about a malformed gs:// URL.
 func badURL(u *url.URL, format string, a ...any) error {
@@ -84,25 +73,15 @@ func configure(u *url.URL) (*config, error) {
 	if !bucketRE.MatchString(u.Host) {
 		return nil, badURL(u, "%q is not a valid bucket name", u.Host)
 	}
-	c := &config{s: &Storage{bucket: u.Host, chunkSize: defaultChunkSize, retries: defaultRetries}}
+	c := &config{s: &Storage{bucket: u.Host, chunkSize: defaultChunkSize, xfer: storage.DefaultTransfer()}}
 	if p := strings.Trim(u.Path, "/"); p != "" {
 		if storage.CheckKey(p) != nil {
 			return nil, badURL(u, "invalid prefix %q", p)
 		}
 		c.s.prefix = p + "/"
 	}
-	q := u.Query()
-	for _, k := range slices.Sorted(maps.Keys(q)) {
-		if !slices.ContainsFunc(urlOptions, func(o urlOption) bool { return o.name == k }) {
-			return nil, badURL(u, "unknown option %q; known: %s", k, knownOptions())
-		}
-	}
-	for _, o := range urlOptions {
-		if vs, ok := q[o.name]; ok {
-			if err := o.set(c, vs[len(vs)-1]); err != nil {
-				return nil, badURL(u, "%v", err)
-			}
-		}
+	if err := storage.ApplyOptions(c, u.Query(), urlOptions); err != nil {
+		return nil, badURL(u, "%v", err)
 	}
 	if err := c.consistent(); err != nil {
 		return nil, badURL(u, "%v", err)
@@ -126,14 +105,6 @@ func (c *config) consistent() error {
 	return nil
 }
 
-func knownOptions() string {
-	names := make([]string, len(urlOptions))
-	for i, o := range urlOptions {
-		names[i] = o.name
-	}
-	return strings.Join(names, ", ")
-}
-
 // setEndpoint takes the JSON API's base URL, http(s)://host[:port][/path];
 // a URL without a path gets /storage/v1/.
 func setEndpoint(c *config, v string) error {
@@ -151,13 +122,9 @@ func setEndpoint(c *config, v string) error {
 	return nil
 }
 
-func setAnonymous(c *config, v string) error {
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return fmt.Errorf("anonymous=%q: want true or false", v)
-	}
-	c.anonymous = b
-	return nil
+func setAnonymous(c *config, v string) (err error) {
+	c.anonymous, err = storage.ParseBool("anonymous", v)
+	return err
 }
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -182,24 +149,11 @@ func setCredentials(c *config, v string) error {
 	return nil
 }
 
-// setChunkSize takes a size as humanize.ParseBytes reads it (16MiB,
-// 8388608), a multiple of 256 KiB.
+// setChunkSize takes a size (16MiB, 8388608), a multiple of 256 KiB.
 func setChunkSize(c *config, v string) error {
-	n, err := humanize.ParseBytes(strings.TrimSpace(v))
-	if err != nil || n < minChunkSize || n > maxChunkSize || n%chunkUnit != 0 {
-		return fmt.Errorf("chunk-size=%q: want a multiple of 256KiB from 256KiB to 1GiB, e.g. 16MiB", v)
-	}
+	n, err := storage.ParseSize("chunk-size", v, minChunkSize, maxChunkSize, chunkUnit, "a multiple of 256KiB from 256KiB to 1GiB, e.g. 16MiB")
 	c.s.chunkSize = int(n)
-	return nil
-}
-
-func setRetries(c *config, v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > 20 {
-		return fmt.Errorf("retries=%q: want 0 to 20", v)
-	}
-	c.s.retries = n
-	return nil
+	return err
 }
 
 // credentials picks the client's credentials, in this order:

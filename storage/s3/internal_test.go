@@ -2,9 +2,7 @@ package s3
 
 import (
 	"net/url"
-	"sync/atomic"
 	"testing"
-	"time"
 )
 
 func TestPartSizes(t *testing.T) {
@@ -35,32 +33,5 @@ func TestPartSizeOption(t *testing.T) {
 		if err != nil || c.s.partSize != want {
 			t.Errorf("part-size=%s: %v, %v; want %d bytes", v, c, err, want)
 		}
-	}
-}
-
-func TestWatchdog(t *testing.T) {
-	var alarms atomic.Int32
-	w := watch(50*time.Millisecond, func() { alarms.Add(1) })
-	for range 10 { // progress keeps it quiet
-		time.Sleep(10 * time.Millisecond)
-		w.kick()
-	}
-	if n := alarms.Load(); n != 0 {
-		t.Fatalf("%d alarms while there was progress", n)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for alarms.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if alarms.Load() == 0 {
-		t.Fatal("no alarm after a stall")
-	}
-	w.stop()
-	w.stop()
-	time.Sleep(10 * time.Millisecond) // for an alarm that began before stop
-	n := alarms.Load()
-	time.Sleep(150 * time.Millisecond)
-	if alarms.Load() != n {
-		t.Fatal("an alarm after stop")
 	}
 }

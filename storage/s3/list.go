@@ -82,14 +82,14 @@ func (s *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time)
 type listing struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	dog    *watchdog
+	dog    *storage.Watchdog
 	busy   atomic.Bool
 }
 
 func (s *Storage) startListing(ctx context.Context) *listing {
 	l := &listing{}
 	l.ctx, l.cancel = context.WithCancelCause(ctx)
-	l.dog = watch(s.stall, func() {
+	l.dog = storage.Watch(s.xfer.Stall, func() {
 		if !l.busy.Load() {
 			l.cancel(errSlowPage)
 		}
@@ -101,12 +101,12 @@ func (s *Storage) startListing(ctx context.Context) *listing {
 func (l *listing) got() { l.busy.Store(true) }
 
 func (l *listing) next() {
-	l.dog.kick()
+	l.dog.Kick()
 	l.busy.Store(false)
 }
 
 func (l *listing) stop() {
-	l.dog.stop()
+	l.dog.Stop()
 	l.cancel(nil)
 }
 

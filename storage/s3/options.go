@@ -4,26 +4,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/minio/minio-go/v7"
 
 	"remora.dev/remora/internal/certpool"
 	"remora.dev/remora/storage"
-)
-
-// Defaults of the options timeout= and retries=.
-const (
-	defaultStall   = 60 * time.Second
-	defaultRetries = 5
 )
 
 // example is the URL that errors about a malformed one show.
@@ -39,24 +28,17 @@ type config struct {
 	cloud bool           // credentials=cloud: the cloud identity, not keys
 }
 
-// option is one of the URL's options and how it sets up the config.
-type option struct {
-	name string
-	set  func(c *config, v string) error
-}
-
-// options are the URL's options, in the order they are applied and listed.
-var options = []option{
-	{"endpoint", setEndpoint},
-	{"region", func(c *config, v string) error { c.minio.Region = v; return nil }},
-	{"insecure", setInsecure},
-	{"path-style", setPathStyle},
-	{"ca-file", setCAFile},
-	{"part-size", setPartSize},
-	{"timeout", setTimeout},
-	{"retries", setRetries},
-	{"credentials", setCredentials},
-}
+// options are the URL's options, in the order they are applied and listed;
+// timeout= is stall='s name from before every backend had it.
+var options = append([]storage.Option[*config]{
+	{Name: "endpoint", Set: setEndpoint},
+	{Name: "region", Set: func(c *config, v string) error { c.minio.Region = v; return nil }},
+	{Name: "insecure", Set: setInsecure},
+	{Name: "path-style", Set: setPathStyle},
+	{Name: "ca-file", Set: setCAFile},
+	{Name: "part-size", Set: setPartSize},
+	{Name: "credentials", Set: setCredentials},
+}, storage.TransferOptions(func(c *config) *storage.Transfer { return &c.s.xfer }, "timeout")...)
 
 // badURL is the error about a malformed s3:// URL: what is wrong, and an
 // example of a good one.
@@ -71,7 +53,7 @@ func configure(u *url.URL) (*config, error) {
 		return nil, badURL(u, "%q is not a valid bucket name", u.Host)
 	}
 	c := &config{
-		s:     &Storage{bucket: u.Host, endpoint: awsEndpoint, partSize: defaultPartSize, stall: defaultStall, retries: defaultRetries},
+		s:     &Storage{bucket: u.Host, endpoint: awsEndpoint, partSize: defaultPartSize, xfer: storage.DefaultTransfer()},
 		minio: minio.Options{Secure: true, BucketLookup: minio.BucketLookupAuto},
 	}
 	if p := strings.Trim(u.Path, "/"); p != "" {
@@ -80,29 +62,10 @@ func configure(u *url.URL) (*config, error) {
 		}
 		c.s.prefix = p + "/"
 	}
-	q := u.Query()
-	for _, k := range slices.Sorted(maps.Keys(q)) {
-		if !slices.ContainsFunc(options, func(o option) bool { return o.name == k }) {
-			return nil, badURL(u, "unknown option %q; known: %s", k, knownOptions())
-		}
-	}
-	for _, o := range options {
-		if vs, ok := q[o.name]; ok {
-			if err := o.set(c, vs[len(vs)-1]); err != nil {
-				return nil, badURL(u, "%v", err)
-			}
-		}
+	if err := storage.ApplyOptions(c, u.Query(), options); err != nil {
+		return nil, badURL(u, "%v", err)
 	}
 	return c, nil
-}
-
-// knownOptions lists the option names: "endpoint, region, ...".
-func knownOptions() string {
-	names := make([]string, len(options))
-	for i, o := range options {
-		names[i] = o.name
-	}
-	return strings.Join(names, ", ")
 }
 
 // transport is minio-go's, trusting the CAs of ca-file= if given, with the
@@ -115,7 +78,7 @@ func (c *config) transport() (*http.Transport, error) {
 	if c.roots != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12}
 	}
-	tr.ResponseHeaderTimeout = c.s.stall
+	tr.ResponseHeaderTimeout = c.s.xfer.Stall
 	return tr, nil
 }
 
@@ -139,7 +102,7 @@ func setEndpoint(c *config, v string) error {
 }
 
 func setInsecure(c *config, v string) error {
-	b, err := parseBool("insecure", v)
+	b, err := storage.ParseBool("insecure", v)
 	if err != nil {
 		return err
 	}
@@ -148,7 +111,7 @@ func setInsecure(c *config, v string) error {
 }
 
 func setPathStyle(c *config, v string) error {
-	b, err := parseBool("path-style", v)
+	b, err := storage.ParseBool("path-style", v)
 	if err != nil {
 		return err
 	}
@@ -157,14 +120,6 @@ func setPathStyle(c *config, v string) error {
 		c.minio.BucketLookup = minio.BucketLookupPath
 	}
 	return nil
-}
-
-func parseBool(name, v string) (bool, error) {
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s=%q: want true or false", name, v)
-	}
-	return b, nil
 }
 
 func setCAFile(c *config, v string) error {
@@ -176,33 +131,11 @@ func setCAFile(c *config, v string) error {
 	return nil
 }
 
-// setPartSize takes a number of bytes with an optional unit, as
-// humanize.ParseBytes reads it: 8388608, 16MiB, 16MB (decimal), 1GiB.
-func setPartSize(c *config, v string) error {
-	n, err := humanize.ParseBytes(strings.TrimSpace(v))
-	if err != nil || n < minPartSize || n > maxPartSize {
-		return fmt.Errorf("part-size=%q: want a size from 5MiB to 5GiB, e.g. 16MiB", v)
-	}
-	c.s.partSize = int64(n)
-	return nil
-}
-
-func setTimeout(c *config, v string) error {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 100*time.Millisecond || d > time.Hour {
-		return fmt.Errorf("timeout=%q: want a duration from 100ms to 1h, e.g. 60s", v)
-	}
-	c.s.stall = d
-	return nil
-}
-
-func setRetries(c *config, v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > 20 {
-		return fmt.Errorf("retries=%q: want 0 to 20", v)
-	}
-	c.s.retries = n
-	return nil
+// setPartSize takes a number of bytes with an optional unit: 8388608,
+// 16MiB, 16MB (decimal), 1GiB.
+func setPartSize(c *config, v string) (err error) {
+	c.s.partSize, err = storage.ParseSize("part-size", v, minPartSize, maxPartSize, 1, "a size from 5MiB to 5GiB, e.g. 16MiB")
+	return err
 }
 
 // setCredentials takes keys (the default: AWS_ACCESS_KEY_ID and

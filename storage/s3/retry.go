@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -14,20 +13,18 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"remora.dev/remora/internal/errs"
+	"remora.dev/remora/storage"
 )
-
-// maxBackoff is the longest wait between attempts.
-const maxBackoff = 30 * time.Second
 
 // backoffUnit is the first wait between attempts; it doubles each time.
 var backoffUnit = time.Second
 
 // backoff is the wait after the n-th failed attempt (from 0): 1 s, 2 s, 4 s,
-// ... at most maxBackoff.
-func backoff(n int) time.Duration { return min(backoffUnit<<n, maxBackoff) }
+// ... at most 30 s.
+func backoff(n int) time.Duration { return storage.Backoff(n) / time.Second * backoffUnit }
 
 // errStalled is why an attempt was cancelled: no data moved for the timeout.
-var errStalled = errors.New("no progress")
+var errStalled = storage.ErrStalled
 
 // retryable tells the faults worth another attempt (the network, a stall,
 // the server's 5xx, 408 and 429 answers, and S3's SlowDown-style codes) from
@@ -57,12 +54,12 @@ func retryable(err error) bool {
 	return errors.As(err, &nerr) || errors.As(err, &uerr) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// retry runs fn until it succeeds, fails for good, or s.retries more attempts
+// retry runs fn until it succeeds, fails for good, or s.xfer.Retries more attempts
 // have failed, waiting 1 s, 2 s, 4 s, ... (with jitter, at most 30 s) between
 // attempts, each logged to the storage's logger. Each attempt gets its own
 // context and its own reader of body (when not nil: the transport of an
 // abandoned attempt may still be reading its reader), watched: an attempt
-// whose body is not read for s.stall, or which has no answer s.stall after
+// whose body is not read for s.xfer.Stall, or which has no answer s.xfer.Stall after
 // the last read, is cancelled and counts as a transient fault.
 func (s *Storage) retry(ctx context.Context, op string, body []byte, fn func(ctx context.Context, body io.Reader) error) error {
 	var err error
@@ -71,16 +68,16 @@ func (s *Storage) retry(ctx context.Context, op string, body []byte, fn func(ctx
 		if err == nil || ctx.Err() != nil || !retryable(err) {
 			return err
 		}
-		if attempt >= s.retries {
+		if attempt >= s.xfer.Retries {
 			if attempt > 0 {
-				return &retriedError{err, attempt + 1}
+				return &storage.RetriedError{Err: err, N: attempt + 1}
 			}
 			return err
 		}
 		wait := backoff(attempt)
 		wait = wait/2 + rand.N(wait/2+1)
 		s.log.Warn("storage request failed, retrying", "storage", s.display, "op", op, "attempt", attempt+1,
-			"of", s.retries+1, "retry_in", wait.Round(time.Millisecond).String(), "error", errs.Root(err).Error())
+			"of", s.xfer.Retries+1, "retry_in", wait.Round(time.Millisecond).String(), "error", errs.Root(err).Error())
 		select {
 		case <-ctx.Done():
 			return err
@@ -100,8 +97,8 @@ func (s *Storage) attempt(ctx context.Context, body []byte, fn func(ctx context.
 	// last chunk to a server that reads nothing, and its response-header
 	// timeout only starts once the write is done.
 	w := &watched{r: bytes.NewReader(body)}
-	w.dog = watch(s.stall, func() { cancel(errStalled) })
-	defer w.dog.stop()
+	w.dog = storage.Watch(s.xfer.Stall, func() { cancel(errStalled) })
+	defer w.dog.Stop()
 	err := fn(actx, w)
 	if err != nil && errors.Is(context.Cause(actx), errStalled) && ctx.Err() == nil {
 		return errStalled
@@ -109,25 +106,16 @@ func (s *Storage) attempt(ctx context.Context, body []byte, fn func(ctx context.
 	return err
 }
 
-// retriedError is the last error of an operation that was tried n times.
-type retriedError struct {
-	err error
-	n   int
-}
-
-func (e *retriedError) Error() string { return fmt.Sprintf("%v (%d attempts)", e.err, e.n) }
-func (e *retriedError) Unwrap() error { return e.err }
-
 // watched is a request body that tells its watchdog when it is read.
 type watched struct {
 	r   *bytes.Reader // read by the transport's goroutine only
-	dog *watchdog
+	dog *storage.Watchdog
 }
 
 func (w *watched) Read(p []byte) (int, error) {
 	n, err := w.r.Read(p)
 	if n > 0 {
-		w.dog.kick()
+		w.dog.Kick()
 	}
 	return n, err
 }

@@ -3,7 +3,7 @@
 // the scheme with storage.Open. The URL names the bucket, then optionally a
 // prefix and options (the README describes them):
 //
-//	s3://bucket/prefix?endpoint=host:port&region=R&insecure=true&path-style=true&ca-file=/ca.pem&part-size=16MiB&timeout=60s&retries=5
+//	s3://bucket/prefix?endpoint=host:port&region=R&insecure=true&path-style=true&ca-file=/ca.pem&part-size=16MiB&stall=60s&retries=5
 //
 // Keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else from the
 // shared credentials file; from the cloud identity only with credentials=cloud;
@@ -23,12 +23,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -64,9 +64,8 @@ type Storage struct {
 	endpoint string
 	partSize int64
 	display  string
-	creds    string        // where the keys come from: fromKeys, fromFile or fromCloud
-	stall    time.Duration // a request that moves no data this long is retried
-	retries  int           // attempts after the first, for transient faults
+	creds    string           // where the keys come from: fromKeys, fromFile or fromCloud
+	xfer     storage.Transfer // stall= and retries=: a request that moves no data for Stall is retried, up to Retries times
 	log      *slog.Logger
 	clock    storage.DateClock
 }
@@ -250,15 +249,15 @@ func (s *Storage) err(op, key string, err error) error {
 		what += " " + key
 	}
 	tries := ""
-	var re *retriedError
+	var re *storage.RetriedError
 	if errors.As(err, &re) {
-		tries = fmt.Sprintf(" (%d attempts)", re.n)
+		tries = fmt.Sprintf(" (%d attempts)", re.N)
 	}
 	if errors.Is(err, errSlowPage) {
-		return fmt.Errorf("storage %s: %s: a listing page did not arrive within %s%s: check the network, or raise timeout= in the storage URL for a slow link", s, what, s.stall, tries)
+		return fmt.Errorf("storage %s: %s: a listing page did not arrive within %s%s: check the network, or raise stall= in the storage URL for a slow link", s, what, s.xfer.Stall, tries)
 	}
 	if errors.Is(err, errStalled) {
-		return fmt.Errorf("storage %s: %s: no data moved for %s%s: check the network, or raise timeout= in the storage URL for a slow link", s, what, s.stall, tries)
+		return fmt.Errorf("storage %s: %s: no data moved for %s%s: check the network, or raise stall= in the storage URL for a slow link", s, what, s.xfer.Stall, tries)
 	}
 	var resp minio.ErrorResponse
 	if errors.As(err, &resp) {
@@ -282,28 +281,45 @@ func (s *Storage) err(op, key string, err error) error {
 }
 
 // Open returns the object's content, resuming where it broke if the
-// connection fails part way.
+// connection fails or stalls part way, with range requests pinned to the
+// object's ETag (storage.Download).
 func (s *Storage) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := storage.CheckKey(key); err != nil {
 		return nil, err
 	}
-	r := &resuming{s: s, ctx: ctx, key: key, obj: s.prefix + key}
-	err := s.retry(ctx, "get "+key, nil, func(_ context.Context, _ io.Reader) error {
-		body, info, err := r.get(minio.GetObjectOptions{})
+	return storage.Download{
+		Storage: s, Key: key, Transfer: s.xfer, Log: s.log,
+		OpenAt:    s.openAt(s.prefix + key),
+		Retryable: retryable, NotFound: isNotFound, RetryFirst: true, Backoff: backoff,
+		Err: func(err error) error { return s.err("get", key, err) },
+	}.Start(ctx)
+}
+
+// openAt asks for an object from off; a resumption only from the version
+// (ETag) that answered first.
+func (s *Storage) openAt(obj string) func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
+	return func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
+		opts := minio.GetObjectOptions{}
+		if off > 0 {
+			if err := opts.SetRange(off, 0); err != nil {
+				return nil, storage.Version{}, err
+			}
+		}
+		if pin.ID != "" {
+			if err := opts.SetMatchETag(pin.ID); err != nil {
+				return nil, storage.Version{}, err
+			}
+		}
+		body, info, _, err := s.core.GetObject(ctx, s.bucket, obj, opts)
+		var resp minio.ErrorResponse
+		if errors.As(err, &resp) && resp.StatusCode == http.StatusPreconditionFailed {
+			return nil, storage.Version{}, storage.ErrChanged
+		}
 		if err != nil {
-			return err
+			return nil, storage.Version{}, err
 		}
-		r.body, r.etag = body, info.ETag
-		return nil
-	})
-	if err != nil {
-		r.Close()
-		if isNotFound(err) {
-			return nil, storage.NotExist(key)
-		}
-		return nil, s.err("get", key, err)
+		return body, storage.Version{ID: info.ETag, Size: info.Size}, nil
 	}
-	return r, nil
 }
 
 func (s *Storage) Stat(ctx context.Context, key string) (storage.Object, error) {

@@ -50,8 +50,10 @@ func (c *conn) close() {
 	default:
 		close(c.done)
 	}
-	c.sftp.Close()
+	// The SSH connection first: closing the SFTP session waits for its
+	// reader, which a connection that stopped answering never wakes.
 	c.ssh.Close()
+	c.sftp.Close()
 }
 
 // client returns the storage's connection, dialing it if there is none.

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -41,19 +39,26 @@ type config struct {
 	authFrom         string // where the credentials come from, for errors
 	hostKeys         ssh.HostKeyCallback
 	hostKeysFrom     string
+	xfer             storage.Transfer // stall= and retries=, for downloads
 }
 
 func badURL(u *url.URL, format string, a ...any) error {
 	return fmt.Errorf("%w %q: %s (e.g. %s)", storage.ErrBadURL, u.Redacted(), fmt.Sprintf(format, a...), example)
 }
 
-// query holds the URL's options; names not here are refused.
-var knownOptions = []string{"password_env", "key_env", "key_file", "known_hosts", "known_hosts_env"}
+// options are the URL's options; those naming credentials and host keys
+// are read by credentials and knownHosts.
+var options = append([]storage.Option[*config]{
+	{Name: "password_env", Set: noop}, {Name: "key_env", Set: noop}, {Name: "key_file", Set: noop},
+	{Name: "known_hosts", Set: noop}, {Name: "known_hosts_env", Set: noop},
+}, storage.TransferOptions(func(c *config) *storage.Transfer { return &c.xfer })...)
+
+func noop(*config, string) error { return nil }
 
 // configure reads the user, host, path and options of u, and the
 // credentials and known host keys they name.
 func configure(u *url.URL) (*config, error) {
-	c := &config{user: u.User.Username(), root: path.Clean(u.Path)}
+	c := &config{user: u.User.Username(), root: path.Clean(u.Path), xfer: storage.DefaultTransfer()}
 	if c.user == "" {
 		return nil, badURL(u, "name the login user before the host")
 	}
@@ -69,10 +74,8 @@ func configure(u *url.URL) (*config, error) {
 	}
 	c.addr = net.JoinHostPort(u.Hostname(), port)
 	q := u.Query()
-	for _, k := range slices.Sorted(maps.Keys(q)) {
-		if !slices.Contains(knownOptions, k) {
-			return nil, badURL(u, "unknown option %q; known: %s", k, strings.Join(knownOptions, ", "))
-		}
+	if err := storage.ApplyOptions(c, q, options); err != nil {
+		return nil, badURL(u, "%v", err)
 	}
 	if err := c.credentials(q); err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package sftp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,138 +12,97 @@ import (
 	"remora.dev/remora/storage"
 )
 
-// Open returns the object's content. When the connection breaks part way,
-// the reader reconnects and goes on from the offset where it stopped, as long
-// as the file has the same size and time as when it was opened.
+// Open returns the object's content. When the connection breaks or stalls
+// part way, the download reconnects and goes on from the offset where it
+// stopped, as long as the file has the same size and time as when it was
+// opened (storage.Download).
 func (s *Storage) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := storage.CheckKey(key); err != nil {
 		return nil, err
 	}
-	r := &reader{s: s, ctx: ctx, key: key, buf: make([]byte, 0, readAhead)}
-	err := s.do(ctx, func(c *conn) error { return r.open(c) })
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, storage.NotExist(key)
-	}
-	if err != nil {
-		return nil, s.err("get", key, err)
-	}
-	if !r.fi.Mode().IsRegular() {
-		r.f.Close()
-		return nil, storage.NotExist(key)
-	}
-	return r, nil
+	return storage.Download{
+		Storage: s, Key: key, Transfer: s.xfer, Log: s.log,
+		OpenAt:    s.openAt(key),
+		Retryable: broken,
+		Err:       func(err error) error { return s.err("get", key, err) },
+	}.Start(ctx)
 }
 
-// reader reads an object ahead in chunks of readAhead bytes, each fetched by
+// openAt opens the file on the storage's connection, to read it from off.
+// The connection is dropped if ctx ends while the file is open: SFTP
+// requests take no context, and a stalled one ends only with its connection.
+func (s *Storage) openAt(key string) func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
+	return func(ctx context.Context, off int64, _ storage.Version) (io.ReadCloser, storage.Version, error) {
+		b := &body{s: s, off: off}
+		var fi fs.FileInfo
+		err := s.do(ctx, func(c *conn) (err error) {
+			b.c = c
+			b.stop = context.AfterFunc(ctx, func() { s.drop(c) })
+			defer func() {
+				if err != nil {
+					b.stop()
+				}
+			}()
+			if b.f, err = c.sftp.Open(s.path(key)); err != nil {
+				return err
+			}
+			if fi, err = b.f.Stat(); err == nil && !fi.Mode().IsRegular() {
+				err = fs.ErrNotExist
+			}
+			if err != nil {
+				b.f.Close()
+			}
+			return err
+		})
+		if err != nil {
+			return nil, storage.Version{}, err
+		}
+		v := storage.Version{ID: fmt.Sprintf("%d bytes of %s", fi.Size(), fi.ModTime().UTC().Format(time.RFC3339Nano)), Size: fi.Size()}
+		return b, v, nil
+	}
+}
+
+// body reads a file ahead in chunks of readAhead bytes, each fetched by
 // concurrent SFTP read requests.
-type reader struct {
-	s        *Storage
-	ctx      context.Context
-	key      string
-	c        *conn
-	f        *sftpc.File
-	fi       fs.FileInfo // as first opened: a resumed read must find the same
-	off      int64       // of the next byte to fetch
-	buf      []byte
-	pos      int
-	failures int
-	end      error
+type body struct {
+	s      *Storage
+	c      *conn
+	f      *sftpc.File
+	stop   func() bool // the watch that drops the connection when the request's context ends
+	off    int64       // of the next byte to fetch
+	buf    []byte
+	pos    int
+	failed bool // the connection broke: drop it
 }
 
-// open opens the file on c; on a resume, it checks that the file is the one
-// first opened.
-func (r *reader) open(c *conn) error {
-	f, err := c.sftp.Open(r.s.path(r.key))
-	if err != nil {
-		return err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	if r.fi != nil && (fi.Size() != r.fi.Size() || !fi.ModTime().Equal(r.fi.ModTime())) {
-		f.Close()
-		return errChanged
-	}
-	r.c, r.f, r.fi = c, f, fi
-	return nil
-}
-
-var errChanged = errors.New("the object was replaced while being read")
-
-func (r *reader) Read(p []byte) (int, error) {
-	for r.pos == len(r.buf) {
-		if r.end != nil {
-			return 0, r.end
+func (b *body) Read(p []byte) (int, error) {
+	if b.pos == len(b.buf) {
+		if b.buf == nil {
+			b.buf = make([]byte, 0, readAhead)
 		}
-		if err := r.fill(); err != nil {
-			r.end = err
-			r.f.Close()
+		n, err := b.f.ReadAt(b.buf[:cap(b.buf)], b.off)
+		b.buf, b.pos = b.buf[:n], 0
+		b.off += int64(n)
+		if n == 0 {
+			if err == nil || err == io.EOF {
+				return 0, io.EOF
+			}
+			b.failed = broken(err)
+			return 0, err
 		}
 	}
-	n := copy(p, r.buf[r.pos:])
-	r.pos += n
+	n := copy(p, b.buf[b.pos:])
+	b.pos += n
 	return n, nil
 }
 
-// fill fetches the next chunk, resuming on a new connection when the
-// current one breaks. It returns io.EOF at the end.
-func (r *reader) fill() error {
-	for {
-		if err := r.ctx.Err(); err != nil {
-			return err
-		}
-		n, err := r.f.ReadAt(r.buf[:cap(r.buf)], r.off)
-		r.buf, r.pos = r.buf[:n], 0
-		r.off += int64(n)
-		if n > 0 {
-			r.failures = 0
-			return nil
-		}
-		if err == nil || err == io.EOF {
-			return io.EOF
-		}
-		if !broken(err) || r.failures >= attempts {
-			return r.s.err("get", r.key, err)
-		}
-		if err := r.resume(err); err != nil {
-			return err
-		}
+// Close closes the file; the connection stays for other operations, unless
+// it broke.
+func (b *body) Close() error {
+	b.stop()
+	err := b.f.Close()
+	if b.failed {
+		b.s.drop(b.c)
 	}
-}
-
-// resume opens the file again on a new connection, after a short wait.
-func (r *reader) resume(cause error) error {
-	r.failures++
-	r.f.Close()
-	r.s.drop(r.c)
-	wait := time.Duration(r.failures) * 100 * time.Millisecond
-	r.s.log.Warn("storage download broke, resuming", "storage", r.s.String(), "key", r.key, "offset", r.off,
-		"attempt", r.failures, "retry_in", wait.String(), "error", cause.Error())
-	select {
-	case <-r.ctx.Done():
-		return r.ctx.Err()
-	case <-time.After(wait):
-	}
-	c, err := r.s.client(r.ctx)
-	if err != nil {
-		return err
-	}
-	if err := r.open(c); err != nil {
-		if errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("storage %s: get %s: resuming at byte %d: %w", r.s, r.key, r.off, errChanged)
-		}
-		return r.s.err("get", r.key, err)
-	}
-	return nil
-}
-
-// Close ends the read; the connection stays for other operations.
-func (r *reader) Close() error {
-	if r.end == nil {
-		r.end = fs.ErrClosed
-		return r.f.Close()
-	}
-	return nil
+	return err
 }

@@ -4,7 +4,7 @@
 // server and an absolute path, which must exist (everything below it is
 // created as needed):
 //
-//	sftp://user@host:port/path?password_env=NAME&key_env=NAME&key_file=/key&known_hosts=/known_hosts&known_hosts_env=NAME
+//	sftp://user@host:port/path?password_env=NAME&key_env=NAME&key_file=/key&known_hosts=/known_hosts&known_hosts_env=NAME&stall=60s&retries=5
 //
 // Credentials never go in the URL. The password comes from
 // REMORA_SFTP_PASSWORD (or the variable password_env= names); the private key
@@ -22,9 +22,9 @@
 // the server offers fsync@openssh.com) and renames it into place with
 // posix-rename@openssh.com, which replaces an existing object atomically;
 // on a server without that extension, an existing object is removed just
-// before the rename. A download that breaks resumes at the offset where it
-// stopped, on a new connection, if the file is still the same (size and
-// time).
+// before the rename. A download that breaks, or moves no data for stall=,
+// resumes at the offset where it stopped, on a new connection, up to
+// retries= times in a row, if the file is still the same (size and time).
 //
 // Memory: a Put holds one 32 KiB packet being filled and the one being sent
 // (up to 64 write requests are outstanding, their data on the wire, not in
@@ -70,6 +70,7 @@ const attempts = 3
 type Storage struct {
 	cfg     *config
 	display string
+	xfer    storage.Transfer
 	log     *slog.Logger
 
 	mu sync.Mutex
@@ -87,7 +88,7 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 		}
 		return nil, fmt.Errorf("storage %s: %w", display.String(), err)
 	}
-	s := &Storage{cfg: c, display: display.String(), log: o.Logger}
+	s := &Storage{cfg: c, display: display.String(), xfer: c.xfer, log: o.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

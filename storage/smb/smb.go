@@ -4,7 +4,7 @@
 // the share and a directory in it, which must exist; directories below it are
 // made as needed:
 //
-//	smb://user@host[:port]/share/path?password_env=NAME&password_file=PATH&domain=D
+//	smb://user@host[:port]/share/path?password_env=NAME&password_file=PATH&domain=D&stall=60s&retries=5
 //
 // The password comes from REMORA_SMB_PASSWORD, or from the variable that
 // password_env= names, or from the file that password_file= names (its first
@@ -16,8 +16,9 @@
 // (SET_INFO FileRenameInformation with ReplaceIfExists), so a reader sees the
 // old object or the new one, never part of one. List walks the directories
 // and never shows temporary files; Sweep removes old ones. A download that
-// breaks part way reconnects and goes on from the offset it reached, as long
-// as the file is unchanged.
+// breaks, or moves no data for stall=, part way reconnects and goes on from
+// the offset it reached, up to retries= times in a row, as long as the file
+// is unchanged.
 //
 // Memory: a Put holds one 1 MiB buffer, and a download one 1 MiB buffer; the
 // SMB client adds about as much for the request or answer in flight (SMB
@@ -31,11 +32,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,6 +70,7 @@ type Storage struct {
 	share    string
 	root     string // below the share, backslash-separated; "" is the share's root
 	display  string
+	xfer     storage.Transfer // stall= and retries=, for downloads
 	log      *slog.Logger
 }
 
@@ -103,10 +103,9 @@ func badURL(u *url.URL, format string, a ...any) error {
 
 // configure reads the user, server, share, directory and options of u.
 func configure(u *url.URL) (*Storage, error) {
-	for _, k := range slices.Sorted(maps.Keys(u.Query())) {
-		if k != "password_env" && k != "password_file" && k != "domain" {
-			return nil, badURL(u, "unknown option %q; known: password_env, password_file, domain", k)
-		}
+	s := &Storage{xfer: storage.DefaultTransfer()}
+	if err := storage.ApplyOptions(s, u.Query(), options); err != nil {
+		return nil, badURL(u, "%v", err)
 	}
 	if u.User == nil || u.User.Username() == "" {
 		return nil, badURL(u, "no user name")
@@ -128,11 +127,16 @@ func configure(u *url.URL) (*Storage, error) {
 	if dir != "" && storage.CheckKey(dir) != nil {
 		return nil, badURL(u, "invalid directory %q", dir)
 	}
-	return &Storage{
-		addr: net.JoinHostPort(host, port), user: u.User.Username(), domain: u.Query().Get("domain"),
-		share: share, root: strings.ReplaceAll(dir, "/", `\`),
-	}, nil
+	s.addr, s.user, s.share, s.root = net.JoinHostPort(host, port), u.User.Username(), share, strings.ReplaceAll(dir, "/", `\`)
+	return s, nil
 }
+
+// options are the URL's options; the password's are read by open.
+var options = append([]storage.Option[*Storage]{
+	{Name: "password_env", Set: func(*Storage, string) error { return nil }},
+	{Name: "password_file", Set: func(*Storage, string) error { return nil }},
+	{Name: "domain", Set: func(s *Storage, v string) error { s.domain = v; return nil }},
+}, storage.TransferOptions(func(s *Storage) *storage.Transfer { return &s.xfer })...)
 
 // password reads the password from the variable or file the URL names, else
 // from REMORA_SMB_PASSWORD. Errors name the source, never the value.

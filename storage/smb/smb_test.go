@@ -7,12 +7,11 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,8 +215,8 @@ func TestOpenBadURLs(t *testing.T) {
 	}
 }
 
-// TestResume: a download whose connection breaks part way reconnects and
-// reads on from where it stopped.
+// TestResume: a download whose connection breaks or stalls part way
+// reconnects and reads on from where it stopped, within the stall time.
 func TestResume(t *testing.T) {
 	ctx := context.Background()
 	srv := testenv.StartSMB(t)
@@ -228,74 +227,33 @@ func TestResume(t *testing.T) {
 	if _, err := open(t, srv.URL(srv.Share, dir)).Put(ctx, "obj", bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	p := startCutProxy(t, srv.Addr, 2<<20) // the first connection breaks after 2 MiB
-	u := strings.Replace(srv.URL(srv.Share, dir), srv.Addr, p.addr, 1)
-	r, err := open(t, u).Open(ctx, "obj")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	got, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatalf("read %d bytes, differ from the %d stored", len(got), len(data))
-	}
-	if !p.cut.Load() || p.conns.Load() < 2 {
-		t.Fatalf("the proxy cut=%v after %d connections: the test did not break the download", p.cut.Load(), p.conns.Load())
-	}
-}
-
-// cutProxy forwards TCP connections to a server and drops the first one
-// once it has sent the client a number of bytes.
-type cutProxy struct {
-	addr  string
-	conns atomic.Int32
-	cut   atomic.Bool
-}
-
-func startCutProxy(t *testing.T, target string, after int64) *cutProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{addr: l.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
+	for _, fault := range []testenv.TCPFault{testenv.CutConn, testenv.StallConn} {
+		t.Run(fault.String(), func(t *testing.T) {
+			p := testenv.StartTCPProxy(t, srv.Addr)
+			p.Arm(fault, 2<<20) // the first connection breaks after 2 MiB
+			var logs bytes.Buffer
+			u := strings.Replace(srv.URL(srv.Share, dir), srv.Addr, p.Addr, 1) + "?stall=1s"
+			s, err := storage.Open(ctx, u, storage.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
-				return
+				t.Fatal(err)
 			}
-			limit := int64(-1)
-			if p.conns.Add(1) == 1 {
-				limit = after
+			r, err := s.Open(ctx, "obj")
+			if err != nil {
+				t.Fatal(err)
 			}
-			wg.Add(1)
-			go func() { defer wg.Done(); p.serve(c, target, limit) }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) serve(c net.Conn, target string, limit int64) {
-	defer c.Close()
-	up, err := net.Dial("tcp", target)
-	if err != nil {
-		return
+			defer r.Close()
+			got, err := testenv.ReadAllOrHang(t, r)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("read %d bytes, differ from the %d stored", len(got), len(data))
+			}
+			if p.Fired() != 1 || p.Accepted() < 2 || !strings.Contains(logs.String(), "storage download broke, resuming") {
+				t.Fatalf("%d faults, %d connections, log %s: the test did not break the download", p.Fired(), p.Accepted(), logs.String())
+			}
+		})
 	}
-	defer up.Close()
-	go func() { io.Copy(up, c); up.Close() }()
-	if limit < 0 {
-		io.Copy(c, up)
-		return
-	}
-	io.CopyN(c, up, limit)
-	p.cut.Store(true)
 }
 
 // files lists the regular files below dir, slash-separated and relative.

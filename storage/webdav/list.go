@@ -49,13 +49,15 @@ type multistatus struct {
 // "/", or "" for the root) and, with depth "1", its members. The resource
 // itself comes first.
 func (s *Storage) propfind(ctx context.Context, rel, depth string) ([]entry, error) {
-	req, err := s.newRequest(ctx, "PROPFIND", rel, strings.NewReader(propfindBody))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Depth", depth)
-	req.Header.Set("Content-Type", `application/xml; charset="utf-8"`)
-	resp, err := s.client.Do(req)
+	resp, err := s.retry(ctx, "PROPFIND /"+rel, func(ctx context.Context, _ int) (*http.Response, error) {
+		req, err := s.newRequest(ctx, "PROPFIND", rel, strings.NewReader(propfindBody))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Depth", depth)
+		req.Header.Set("Content-Type", `application/xml; charset="utf-8"`)
+		return s.client.Do(req)
+	})
 	if err != nil {
 		return nil, err
 	}

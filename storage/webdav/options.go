@@ -3,12 +3,9 @@ package webdav
 import (
 	"crypto/x509"
 	"fmt"
-	"maps"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
-	"time"
 
 	"remora.dev/remora/internal/certpool"
 	"remora.dev/remora/storage"
@@ -28,13 +25,13 @@ type config struct {
 	passEnv string
 }
 
-// options are the URL's options and how each sets up the config.
-var options = map[string]func(c *config, v string) error{
-	"ca-file":      setCAFile,
-	"user_env":     func(c *config, v string) error { return setEnv(&c.userEnv, "user_env", v) },
-	"password_env": func(c *config, v string) error { return setEnv(&c.passEnv, "password_env", v) },
-	"timeout":      setTimeout,
-}
+// options are the URL's options and how each sets up the config; timeout=
+// is stall='s name from before every backend had it.
+var options = append([]storage.Option[*config]{
+	{Name: "ca-file", Set: setCAFile},
+	{Name: "user_env", Set: func(c *config, v string) error { return setEnv(&c.userEnv, "user_env", v) }},
+	{Name: "password_env", Set: func(c *config, v string) error { return setEnv(&c.passEnv, "password_env", v) }},
+}, storage.TransferOptions(func(c *config) *storage.Transfer { return &c.s.xfer }, "timeout")...)
 
 func badURL(u *url.URL, format string, a ...any) error {
 	return fmt.Errorf("%w %q: %s (e.g. %s)", storage.ErrBadURL, u.String(), fmt.Sprintf(format, a...), example)
@@ -66,21 +63,13 @@ func configure(u *url.URL) (*config, error) {
 		s: &Storage{
 			base:    url.URL{Scheme: scheme, Host: u.Host, Path: p},
 			display: display.String(),
-			stall:   defaultStall,
+			xfer:    storage.DefaultTransfer(),
 		},
 		userEnv: defaultUserEnv,
 		passEnv: defaultPasswordEnv,
 	}
-	q := u.Query()
-	for _, k := range slices.Sorted(maps.Keys(q)) {
-		set, ok := options[k]
-		if !ok {
-			return nil, badURL(u, "unknown option %q; known: %s", k, strings.Join(slices.Sorted(maps.Keys(options)), ", "))
-		}
-		vs := q[k]
-		if err := set(c, vs[len(vs)-1]); err != nil {
-			return nil, badURL(u, "%v", err)
-		}
+	if err := storage.ApplyOptions(c, u.Query(), options); err != nil {
+		return nil, badURL(u, "%v", err)
 	}
 	if c.roots != nil && scheme != "https" {
 		return nil, badURL(u, "ca-file= needs webdavs:// (HTTPS)")
@@ -102,14 +91,5 @@ func setEnv(dst *string, name, v string) error {
 		return fmt.Errorf("%s=%q: want the name of an environment variable", name, v)
 	}
 	*dst = v
-	return nil
-}
-
-func setTimeout(c *config, v string) error {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 100*time.Millisecond || d > time.Hour {
-		return fmt.Errorf("timeout=%q: want a duration from 100ms to 1h, e.g. 60s", v)
-	}
-	c.s.stall = d
 	return nil
 }

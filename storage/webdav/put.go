@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"remora.dev/remora/storage"
 )
 
-// errStalled is why a request was cancelled: no data moved for the timeout.
-var errStalled = errors.New("no progress")
+// errStalled is why a request was cancelled: no data moved for the stall
+// time.
+var errStalled = storage.ErrStalled
 
 // Put streams r to a temporary name in the key's collection, creating the
 // collections below the root that are missing, then renames it to the key.
@@ -50,7 +53,7 @@ func (s *Storage) mkcols(ctx context.Context, dir string) error {
 		return nil
 	}
 	for try := 0; ; try++ {
-		resp, err := s.do(ctx, "MKCOL", dir+"/", nil)
+		resp, _, err := s.do(ctx, "MKCOL", dir+"/", nil)
 		if err != nil {
 			return err
 		}
@@ -78,8 +81,8 @@ func (s *Storage) mkcols(ctx context.Context, dir string) error {
 func (s *Storage) upload(ctx context.Context, key, tmp string, r io.Reader) (int64, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	body := &watchedBody{r: r, stall: s.stall}
-	body.timer = time.AfterFunc(s.stall, func() { cancel(errStalled) })
+	body := &watchedBody{r: r, stall: s.xfer.Stall}
+	body.timer = time.AfterFunc(s.xfer.Stall, func() { cancel(errStalled) })
 	defer body.stop()
 	req, err := s.newRequest(rctx, http.MethodPut, tmp, body)
 	if err != nil {
@@ -118,11 +121,16 @@ func (s *Storage) upload(ctx context.Context, key, tmp string, r io.Reader) (int
 	return n, s.err("put", key, unexpected(resp))
 }
 
-// move renames the temporary file to the key, replacing what was there.
+// move renames the temporary file to the key, replacing what was there. The
+// temporary name is this Put's alone: when a repeated MOVE finds it gone,
+// the attempt whose answer was lost moved it.
 func (s *Storage) move(ctx context.Context, tmp, key string) error {
-	resp, err := s.do(ctx, "MOVE", tmp, map[string]string{"Destination": s.url(key), "Overwrite": "T"})
+	resp, retried, err := s.do(ctx, "MOVE", tmp, map[string]string{"Destination": s.url(key), "Overwrite": "T"})
 	if err != nil {
 		return s.err("put", key, err)
+	}
+	if retried && resp.StatusCode == http.StatusNotFound {
+		return nil
 	}
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent {
 		return s.err("put", key, fmt.Errorf("rename from its temporary name: %w", unexpected(resp)))

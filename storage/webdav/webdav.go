@@ -4,7 +4,7 @@
 // schemes with storage.Open. The URL names the server and the collection,
 // which must exist; the collections below it are created as needed:
 //
-//	webdavs://host:port/path?ca-file=/ca.pem&user_env=NAME&password_env=NAME&timeout=60s
+//	webdavs://host:port/path?ca-file=/ca.pem&user_env=NAME&password_env=NAME&stall=60s&retries=5
 //
 // The user and password (basic auth) come from REMORA_WEBDAV_USER and
 // REMORA_WEBDAV_PASSWORD, or from the variables user_env= and password_env=
@@ -15,8 +15,18 @@
 // Put sends the object to a temporary name in the key's collection (PUT,
 // streamed with chunked transfer encoding), then renames it (MOVE with
 // Overwrite: T), so the key never holds a partial object. Open resumes a
-// download that breaks part way with a range request pinned to the object's
-// ETag. List walks the collections with PROPFIND Depth: 1.
+// download that breaks or stalls part way with a range request pinned to the
+// object's ETag (storage.Download). List walks the collections with PROPFIND
+// Depth: 1.
+//
+// MKCOL, MOVE, PROPFIND and DELETE that meet a transient fault (a dropped
+// connection, no answer for stall=, 408, 429, 5xx) are sent again, up to
+// retries= times, with backoff: each can be repeated (a MOVE of this Put's
+// own temporary name that finds it gone was done by the attempt whose answer
+// was lost). A PUT is not: its body is the backup stream, which cannot be
+// read twice, so a broken PUT fails the Put, whose temporary file is removed
+// (or swept later) and nothing shows under the key; the caller runs the
+// backup again.
 //
 // Memory: a Put or Open holds only net/http's buffers (tens of KiB), whatever
 // the object's size; nothing is copied to disk. A listing holds one
@@ -55,11 +65,10 @@ func init() {
 	storage.Register("webdavs", open)
 }
 
-// Default credential variables, and the default stall timeout.
+// Default credential variables.
 const (
 	defaultUserEnv     = "REMORA_WEBDAV_USER"
 	defaultPasswordEnv = "REMORA_WEBDAV_PASSWORD"
-	defaultStall       = 60 * time.Second
 )
 
 // tmpMarker is part of the name of every object that Put has not finished.
@@ -74,8 +83,8 @@ type Storage struct {
 	user    string
 	pass    string
 	auth    bool
-	credsAt string        // the variables the credentials come from, for errors
-	stall   time.Duration // a request that moves no data this long fails
+	credsAt string           // the variables the credentials come from, for errors
+	xfer    storage.Transfer // stall= and retries=
 	log     *slog.Logger
 	clock   storage.DateClock
 }
@@ -92,7 +101,7 @@ func open(_ context.Context, u *url.URL, o storage.Options) (storage.Storage, er
 		return nil, fmt.Errorf("storage %s: %w", s, err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = s.stall
+	tr.ResponseHeaderTimeout = s.xfer.Stall
 	tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	if c.roots != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12}
@@ -155,23 +164,27 @@ func (s *Storage) newRequest(ctx context.Context, method, key string, body io.Re
 	return req, nil
 }
 
-// do sends a request with no body and returns its answer with the body
-// drained and closed.
-func (s *Storage) do(ctx context.Context, method, key string, header map[string]string) (*http.Response, error) {
-	req, err := s.newRequest(ctx, method, key, nil)
+// do sends a request with no body, again after a transient fault (retry),
+// and returns its answer with the body drained and closed; retried tells
+// whether an earlier attempt may have reached the server.
+func (s *Storage) do(ctx context.Context, method, key string, header map[string]string) (resp *http.Response, retried bool, err error) {
+	resp, err = s.retry(ctx, method+" /"+key, func(ctx context.Context, n int) (*http.Response, error) {
+		retried = n > 0
+		req, err := s.newRequest(ctx, method, key, nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		return s.client.Do(req)
+	})
 	if err != nil {
-		return nil, err
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, err
+		return nil, retried, err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return resp, nil
+	return resp, retried, nil
 }
 
 // Check reports whether the root collection exists and the credentials may
@@ -238,7 +251,7 @@ func (s *Storage) err(op, key string, err error) error {
 	case errors.As(err, &se):
 		return fmt.Errorf("storage %s: %s: %s", s, what, se.status)
 	case errors.Is(err, errStalled):
-		return fmt.Errorf("storage %s: %s: no data moved for %s: check the network, or raise timeout= in the storage URL for a slow link", s, what, s.stall)
+		return fmt.Errorf("storage %s: %s: no data moved for %s: check the network, or raise stall= in the storage URL for a slow link", s, what, s.xfer.Stall)
 	}
 	var cerr *tls.CertificateVerificationError
 	if errors.As(err, &cerr) {
@@ -277,7 +290,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 	if err := storage.CheckKey(key); err != nil {
 		return err
 	}
-	resp, err := s.do(ctx, "DELETE", key, nil)
+	resp, _, err := s.do(ctx, "DELETE", key, nil)
 	if err != nil {
 		return s.err("delete", key, err)
 	}

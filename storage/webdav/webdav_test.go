@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,3 +257,65 @@ func TestPutStreams(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestRequestsRideOutFaults: MKCOL, MOVE, PROPFIND and DELETE that meet a
+// dropped connection, a 5xx answer or a server that never answers are sent
+// again; a PUT, whose streamed body cannot be sent again, fails the Put
+// cleanly, leaving nothing under the key.
+func TestRequestsRideOutFaults(t *testing.T) {
+	defer webdav.SetBackoffUnit(time.Millisecond)()
+	w := testenv.StartWebDAV(t)
+	w.SetEnv(t)
+	coll := newCollection(t, w)
+	proxy := testenv.StartFaultProxy(t, w.Addr)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	kinds := []testenv.Fault{testenv.Answer503, testenv.CutRequest, testenv.StallBefore, testenv.Answer500}
+	proxy.Set(func(r *http.Request, n int) testenv.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		id := r.Method + " " + r.URL.Path + " " + r.Header.Get("Depth")
+		seen[id]++
+		if r.Method != http.MethodPut && r.Method != http.MethodGet && seen[id] == 1 {
+			return kinds[len(seen)%len(kinds)]
+		}
+		return testenv.Pass
+	})
+	s := open(t, "webdav://"+proxy.Endpoint+coll+"?stall=1s")
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "a/b/obj", strings.NewReader("content")); err != nil {
+		t.Fatalf("Put through faults: %v (injected %v)", err, proxy.Injected())
+	}
+	if o, err := s.Stat(ctx, "a/b/obj"); err != nil || o.Size != 7 {
+		t.Fatalf("Stat through faults: %+v, %v", o, err)
+	}
+	var keys []string
+	if err := s.List(ctx, "", func(o storage.Object) error { keys = append(keys, o.Key); return nil }); err != nil || strings.Join(keys, ",") != "a/b/obj" {
+		t.Fatalf("List through faults: %v, %v", keys, err)
+	}
+	if err := s.Delete(ctx, "a/b/obj"); err != nil {
+		t.Fatalf("Delete through faults: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.Dir, coll, "a", "b", "obj")); !os.IsNotExist(err) {
+		t.Fatalf("the object is still there: %v", err)
+	}
+	inj := proxy.Injected()
+	if inj[testenv.Answer503] == 0 || inj[testenv.CutRequest] == 0 || inj[testenv.StallBefore] == 0 {
+		t.Fatalf("injected %v: want each kind of fault", inj)
+	}
+
+	// A PUT that breaks is not sent again: the Put fails, and neither the
+	// key nor a temporary file is left.
+	proxy.Set(func(r *http.Request, n int) testenv.Fault {
+		if r.Method == http.MethodPut {
+			return testenv.CutRequest
+		}
+		return testenv.Pass
+	})
+	if _, err := s.Put(ctx, "a/b/cut", bytes.NewReader(make([]byte, 1<<20))); err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Put with a broken PUT: %v, want one line", err)
+	}
+	if got := files(t, filepath.Join(w.Dir, coll)); len(got) != 0 {
+		t.Fatalf("a failed Put left %v", got)
+	}
+}
