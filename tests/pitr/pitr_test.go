@@ -155,6 +155,13 @@ func TestPointInTime(t *testing.T) {
 		}
 	}
 
+	if w := clitest.Status(t, remora, p.env).WAL; w == nil || w.WindowFrom.IsZero() || !w.WindowTo.After(w.WindowFrom) {
+		t.Errorf("status shows no restorable window: %+v", w)
+	}
+	if out := remora.Must(t, p.env, "status").Stdout; !strings.Contains(out, "restorable from") {
+		t.Errorf("status:\n%s", out)
+	}
+
 	// To a time between two commits: the first only. To the latest, from
 	// the other storage: everything.
 	d := newDataDir(t)
