@@ -183,6 +183,27 @@ func TestPointInTime(t *testing.T) {
 		t.Errorf("pgbench's balance restored to the latest: %s, want %s", got, balance)
 	}
 
+	// wal-fetch, a restore_command: an archived segment as the archive
+	// holds it, and a file the archive lacks is a failure PostgreSQL takes
+	// for "no such file".
+	var segment string
+	for _, f := range testenv.FilesUnder(dir) {
+		if strings.Contains(f, "/postgres/wal/") && strings.HasSuffix(f, "0000000000000003.json") {
+			segment = strings.TrimSuffix(filepath.Base(f), ".json")
+		}
+	}
+	if segment == "" {
+		t.Fatalf("no archived segment 3 in %v", testenv.FilesUnder(dir))
+	}
+	fetched := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	remora.Must(t, append(p.env, "REMORA_STORAGE=file://"+dir), "wal-fetch", segment, fetched)
+	if fi, err := os.Stat(fetched); err != nil || fi.Size() != 16<<20 {
+		t.Errorf("wal-fetch %s: %v %v", segment, fi, err)
+	}
+	if r := remora.Run(t, append(p.env, "REMORA_STORAGE=file://"+dir), "wal-fetch", "00000009.history", fetched+"2"); r.Code != 1 || !strings.Contains(r.Stderr, "not in the WAL archive") {
+		t.Errorf("wal-fetch of a file not archived: %s", r)
+	}
+
 	// No base backup before the target: one line, nothing written.
 	d = newDataDir(t)
 	r := remora.Run(t, append(p.env, "REMORA_STORAGE=file://"+dir), "restore", "--data-dir", d, "--to-time", "2001-01-01T00:00:00Z")
