@@ -22,6 +22,7 @@ import (
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/internal/watch"
+	"remora.dev/remora/pitr"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/spec"
@@ -90,7 +91,8 @@ type Agent struct {
 	ready     bool
 	runCtx    context.Context
 	notifying sync.WaitGroup
-	wal       *walStream // the WAL streamer, while one runs
+	wal       *walStream  // the WAL streamer, while one runs
+	window    pitr.Window // what a point-in-time restore can reach, as last read
 }
 
 // New checks the configuration and reads the annotations once.

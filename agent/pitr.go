@@ -109,7 +109,8 @@ func (a *Agent) startWAL(ctx context.Context, s spec.Spec) error {
 
 // watchSlot reads, every minute, how much WAL the slot holds back on the
 // server (the streamer may be down: this is what fills the server's
-// disk), and warns once each time it passes the limit.
+// disk), and warns once each time it passes the limit; every ten minutes
+// it reads the restorable window again.
 func (a *Agent) watchSlot(ctx context.Context, s spec.Spec) {
 	drv, err := drivers.New("postgres", drivers.Config{DSN: a.cfg.DSN})
 	if err != nil {
@@ -124,7 +125,10 @@ func (a *Agent) watchSlot(ctx context.Context, s spec.Spec) {
 		limit = DefaultRetainWarn
 	}
 	warned := false
-	for {
+	for tick := 0; ; tick++ {
+		if tick%10 == 0 {
+			a.refreshWindow(ctx, s)
+		}
 		n, err := pg.SlotRetained(ctx, a.slot())
 		if err == nil {
 			a.metrics.slotRetained.Set(float64(n))
@@ -173,6 +177,16 @@ func (a *Agent) walStatus() *control.WALStatus {
 	}
 	out := &control.WALStatus{Slot: a.slot(), Connected: st.Connected, Timeline: st.Timeline, Stored: st.Stored.String(),
 		LagBytes: lagBytes(st), Gaps: st.Gaps, Error: st.LastError}
+	a.mu.Lock()
+	w := a.window
+	a.mu.Unlock()
+	out.WindowFrom, out.WindowTo = w.From.UTC(), w.To.UTC()
+	if w.From.IsZero() {
+		out.WindowFrom, out.WindowTo = time.Time{}, time.Time{}
+	}
+	for _, g := range w.Gaps {
+		out.WindowGaps = append(out.WindowGaps, g.String())
+	}
 	if !st.StoredAt.IsZero() {
 		out.LastArchived = st.StoredAt.UTC()
 	}
@@ -201,4 +215,42 @@ func (a *Agent) prunePITR(ctx context.Context, s spec.Spec, stored []storage.Sto
 			a.log.Info("WAL retention removed files no kept physical backup needs", "storage", st.String(), "files", n)
 		}
 	}
+}
+
+// refreshWindow reads the span a point-in-time restore can reach from the
+// first destination: its physical backups and archived WAL.
+func (a *Agent) refreshWindow(ctx context.Context, s spec.Spec) {
+	if len(a.cfg.Storage) == 0 {
+		return
+	}
+	raw, _, _ := repo.SplitDestination(a.cfg.Storage[0])
+	st, err := storage.Open(ctx, raw, storage.Options{Logger: a.log})
+	if err != nil {
+		return
+	}
+	scope := repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s), Method: drivers.MethodPhysical}
+	entries, err := repo.List(ctx, st, scope, a.cfg.Trust)
+	if err != nil {
+		return
+	}
+	bases, _ := pitr.Bases(entries)
+	var w pitr.Window
+	if len(bases) > 0 {
+		newest := bases[0]
+		for _, b := range bases {
+			if b.StopTime.After(newest.StopTime) {
+				newest = b
+			}
+		}
+		scope.Method = ""
+		arch, err := pitr.LoadArchive(ctx, st, scope, newest.System, newest.SegSize, a.cfg.Trust, nil)
+		if err != nil {
+			a.log.Warn("cannot read the restorable window", "storage", st.String(), "error", err)
+			return
+		}
+		w = arch.Reach(bases)
+	}
+	a.mu.Lock()
+	a.window = w
+	a.mu.Unlock()
 }

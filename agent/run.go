@@ -216,6 +216,7 @@ func (a *Agent) backupWith(ctx context.Context, s spec.Spec, r *run) error {
 		}
 		if a.method(s) == drivers.MethodPhysical && len(res.Stored) > 0 {
 			a.prunePITR(ctx, s, res.Stored)
+			a.refreshWindow(ctx, s)
 		}
 	}
 	return err

@@ -43,6 +43,12 @@ type WALStatus struct {
 	LagBytes     uint64    `json:"lag_bytes"`
 	Gaps         int       `json:"gaps"`
 	Error        string    `json:"error,omitempty"`
+	// The span a point-in-time restore can reach, as the agent last read
+	// it from the first destination (at start, after each physical backup,
+	// every ten minutes); zero: none yet.
+	WindowFrom time.Time `json:"window_from,omitzero"`
+	WindowTo   time.Time `json:"window_to,omitzero"`
+	WindowGaps []string  `json:"window_gaps,omitempty"`
 }
 
 // Progress is a running backup's progress.

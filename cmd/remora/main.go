@@ -49,6 +49,9 @@ Usage:
   remora list     [--json]            list backups
   remora verify   [ID|--all]          download backups and check every checksum
   remora restore  ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes]
+  remora restore  --data-dir DIR [ID|--latest|--to-time TIME|--to-lsn LSN|--to-latest]
+                                      PostgreSQL: a data directory from a physical backup, to a point in time
+  remora wal-fetch FILE DEST          one archived WAL file (a restore_command: remora wal-fetch %f %p)
   remora keygen   --out FILE          make the key pair that signs and checks backups
   remora webhook  [flags]             the admission webhook that injects the sidecar
   remora version                      print the version
@@ -138,15 +141,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // commands are the subcommands, by name: a file each.
 var commands = map[string]func(*environment) command{
-	"agent":   func(e *environment) command { return &agentCommand{env: e} },
-	"backup":  func(e *environment) command { return &backupCommand{env: e} },
-	"keygen":  func(e *environment) command { return &keygenCommand{env: e} },
-	"list":    func(e *environment) command { return &listCommand{env: e} },
-	"restore": func(e *environment) command { return &restoreCommand{env: e} },
-	"status":  func(e *environment) command { return &statusCommand{env: e} },
-	"verify":  func(e *environment) command { return &verifyCommand{env: e} },
-	"version": func(e *environment) command { return &versionCommand{env: e} },
-	"webhook": func(e *environment) command { return &webhookCommand{env: e} },
+	"agent":     func(e *environment) command { return &agentCommand{env: e} },
+	"backup":    func(e *environment) command { return &backupCommand{env: e} },
+	"keygen":    func(e *environment) command { return &keygenCommand{env: e} },
+	"list":      func(e *environment) command { return &listCommand{env: e} },
+	"restore":   func(e *environment) command { return &restoreCommand{env: e} },
+	"status":    func(e *environment) command { return &statusCommand{env: e} },
+	"verify":    func(e *environment) command { return &verifyCommand{env: e} },
+	"wal-fetch": func(e *environment) command { return &walFetchCommand{env: e} },
+	"version":   func(e *environment) command { return &versionCommand{env: e} },
+	"webhook":   func(e *environment) command { return &webhookCommand{env: e} },
 }
 
 // usageError is a mistake on the command line (exit 2).

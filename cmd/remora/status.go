@@ -110,7 +110,16 @@ func walLine(s *control.WALStatus, now time.Time) string {
 	if s.Gaps > 0 {
 		out += fmt.Sprintf(", %d GAPS (restores cannot cross them)", s.Gaps)
 	}
-	return out + "; the restorable window: remora list"
+	switch {
+	case !s.WindowFrom.IsZero():
+		out += fmt.Sprintf("; restorable from %s to %s", s.WindowFrom.Format("2006-01-02 15:04:05"), s.WindowTo.Format("2006-01-02 15:04:05"))
+	default:
+		out += "; no restorable window yet (it needs a physical backup)"
+	}
+	for _, g := range s.WindowGaps {
+		out += "; GAP: " + g
+	}
+	return out
 }
 
 func progressLine(p control.Progress, seconds float64) string {

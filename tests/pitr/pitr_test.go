@@ -100,13 +100,20 @@ func TestPointInTime(t *testing.T) {
 	dir := t.TempDir()
 	podinfo := t.TempDir()
 	sock := filepath.Join(testenv.SocketDir(t), "agent.sock")
-	testenv.WriteDownwardAPI(t, podinfo, map[string]string{"remora.dev/method": "physical", "remora.dev/pitr": "on", "remora.dev/pitr-flush": "1s"})
+	testenv.WriteDownwardAPI(t, podinfo, map[string]string{"remora.dev/method": "physical", "remora.dev/pitr": "on", "remora.dev/pitr-flush": "1s", "remora.dev/retention": "last=1"})
 	p := &pod{t: t, pg: pg, socket: sock, env: append(s3.Env(), "REMORA_STORAGE="+s3URL+" file://"+dir, "REMORA_DRIVER=postgres",
 		"REMORA_DSN="+pg.DSN("postgres"), "REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0",
 		"REMORA_ANNOTATIONS="+filepath.Join(podinfo, "annotations"), "REMORA_SOCKET="+sock, "REMORA_METRICS_ADDR=")}
 	p.start()
 	pg.Psql(t, "postgres", "CREATE TABLE t (id int, v text)")
 	remora.Must(t, p.env, "backup", "--wait")
+	// pgbench's load while WAL streams.
+	for _, args := range [][]string{{"-i", "-q", "-s", "2", "postgres"}, {"-c", "2", "-T", "3", "postgres"}} {
+		if out, err := pg.Command("pgbench", args...).CombinedOutput(); err != nil {
+			t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+		}
+	}
+	balance := pg.Psql(t, "postgres", "SELECT sum(abalance) FROM pgbench_accounts")
 	pg.Psql(t, "postgres", "INSERT INTO t VALUES (1, 'first')")
 	target := serverTime(t, pg)
 	pg.Psql(t, "postgres", "INSERT INTO t VALUES (2, 'second')")
@@ -148,6 +155,13 @@ func TestPointInTime(t *testing.T) {
 		}
 	}
 
+	if w := clitest.Status(t, remora, p.env).WAL; w == nil || w.WindowFrom.IsZero() || !w.WindowTo.After(w.WindowFrom) {
+		t.Errorf("status shows no restorable window: %+v", w)
+	}
+	if out := remora.Must(t, p.env, "status").Stdout; !strings.Contains(out, "restorable from") {
+		t.Errorf("status:\n%s", out)
+	}
+
 	// To a time between two commits: the first only. To the latest, from
 	// the other storage: everything.
 	d := newDataDir(t)
@@ -157,8 +171,37 @@ func TestPointInTime(t *testing.T) {
 	}
 	d = newDataDir(t)
 	remora.Must(t, append(p.env, "REMORA_STORAGE="+s3URL), "restore", "--data-dir", d, "--to-latest")
-	if rows := rowsOn(t, d); rows != "first,second,during an outage,before the kill,while no agent runs,after a crash" {
+	latest := testenv.StartPostgresOn(t, d)
+	testenv.WaitFor(t, "recovery to end", 2*time.Minute, func() bool {
+		out, err := latest.PsqlErr("postgres", "SELECT pg_is_in_recovery()")
+		return err == nil && strings.TrimSpace(out) == "f"
+	})
+	if rows := strings.TrimSpace(latest.Psql(t, "postgres", "SELECT string_agg(v, ',' ORDER BY id) FROM t WHERE id < 1000")); rows != "first,second,during an outage,before the kill,while no agent runs,after a crash" {
 		t.Errorf("restored to the latest: %q", rows)
+	}
+	if got := latest.Psql(t, "postgres", "SELECT sum(abalance) FROM pgbench_accounts"); got != balance {
+		t.Errorf("pgbench's balance restored to the latest: %s, want %s", got, balance)
+	}
+
+	// wal-fetch, a restore_command: an archived segment as the archive
+	// holds it, and a file the archive lacks is a failure PostgreSQL takes
+	// for "no such file".
+	var segment string
+	for _, f := range testenv.FilesUnder(dir) {
+		if strings.Contains(f, "/postgres/wal/") && strings.HasSuffix(f, "0000000000000003.json") {
+			segment = strings.TrimSuffix(filepath.Base(f), ".json")
+		}
+	}
+	if segment == "" {
+		t.Fatalf("no archived segment 3 in %v", testenv.FilesUnder(dir))
+	}
+	fetched := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	remora.Must(t, append(p.env, "REMORA_STORAGE=file://"+dir), "wal-fetch", segment, fetched)
+	if fi, err := os.Stat(fetched); err != nil || fi.Size() != 16<<20 {
+		t.Errorf("wal-fetch %s: %v %v", segment, fi, err)
+	}
+	if r := remora.Run(t, append(p.env, "REMORA_STORAGE=file://"+dir), "wal-fetch", "00000009.history", fetched+"2"); r.Code != 1 || !strings.Contains(r.Stderr, "not in the WAL archive") {
+		t.Errorf("wal-fetch of a file not archived: %s", r)
 	}
 
 	// No base backup before the target: one line, nothing written.
@@ -170,7 +213,33 @@ func TestPointInTime(t *testing.T) {
 	if _, err := os.Stat(d); err == nil {
 		t.Errorf("%s was created", d)
 	}
+	// A second physical backup, with retention last=1: the first goes, and
+	// so does the WAL only it needed; the chain from the second verifies.
+	before := walFiles(t, dir)
+	remora.Must(t, p.env, "backup", "--wait")
+	entries = clitest.List(t, remora, p.env)
+	if len(entries) != 1 {
+		t.Fatalf("%d backups after retention last=1", len(entries))
+	}
+	after := walFiles(t, dir)
+	if after >= before {
+		t.Errorf("WAL retention removed nothing: %d files before the second backup, %d after", before, after)
+	}
+	if out := remora.Must(t, append(p.env, "REMORA_STORAGE=file://"+dir), "verify", entries[0].ID).Stdout; !strings.Contains(out, "OK") {
+		t.Errorf("verify after WAL retention: %s", out)
+	}
 	stopAgent(t, p.agent)
+}
+
+// walFiles counts the archived WAL files in a file:// storage.
+func walFiles(t *testing.T, dir string) int {
+	n := 0
+	for _, f := range testenv.FilesUnder(dir) {
+		if strings.Contains(f, "/postgres/wal/") && strings.HasSuffix(f, ".json") {
+			n++
+		}
+	}
+	return n
 }
 
 func stopAgent(t *testing.T, ag *testenv.Process) {
