@@ -51,7 +51,7 @@ Usage:
   remora restore  ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes]
   remora restore  --data-dir DIR [ID|--latest|--to-time TIME|--to-lsn LSN|--to-latest]
                                       PostgreSQL: a data directory from a physical backup, to a point in time
-  remora wal-fetch FILE DEST          one archived WAL file (a restore_command: remora wal-fetch %f %p)
+  remora wal-fetch FILE DEST          one archived WAL file, checked (a restore_command for PostgreSQL)
   remora keygen   --out FILE          make the key pair that signs and checks backups
   remora webhook  [flags]             the admission webhook that injects the sidecar
   remora version                      print the version
