@@ -71,7 +71,7 @@ type Spec struct {
 	Compression string   // empty: not annotated (the agent's --compression, else zstd)
 	Member      string   // any, primary, replica, ordinal-N
 	Timeout     time.Duration
-	Method      string // logical or physical; empty: not annotated (the agent's --method, else logical)
+	Method      string        // logical or physical; empty: not annotated (the agent's --method, else logical)
 	PITR        string        // on or off; empty: not annotated (the agent's --pitr, else off)
 	PITRFlush   time.Duration // the longest streamed WAL waits before it is stored
 }
