@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
@@ -274,6 +275,16 @@ type ChainReport struct {
 // has no archive (WAL streaming never on) has nothing to check. Gaps and
 // damage wrap repo.ErrCorrupt and name the WAL missing or the file.
 func VerifyChain(ctx context.Context, st storage.Storage, scope repo.Scope, trust repo.Trust, ids *repo.Identities, b Base) (*ChainReport, error) {
+	for attempt := 1; ; attempt++ {
+		rep, err := verifyChainOnce(ctx, st, scope, trust, ids, b)
+		if attempt == 3 || !errors.Is(err, fs.ErrNotExist) {
+			return rep, err
+		}
+		// A partial the agent replaced while it was read: read again.
+	}
+}
+
+func verifyChainOnce(ctx context.Context, st storage.Storage, scope repo.Scope, trust repo.Trust, ids *repo.Identities, b Base) (*ChainReport, error) {
 	a, err := LoadArchive(ctx, st, scope, b.System, b.SegSize, trust, ids)
 	if err != nil {
 		return nil, err

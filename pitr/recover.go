@@ -2,7 +2,9 @@ package pitr
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -66,7 +68,20 @@ type Recovery struct {
 // segment padded to a whole one), and asks for recovery to the target,
 // then promotion. It fails, before writing the configuration, when the
 // archive cannot reach the target: a gap, or a target past its end.
+//
+// The agent may be storing WAL meanwhile: a partial it replaces by a newer
+// one vanishes between the listing and the read. The archive is then read
+// again, up to three times.
 func Recover(ctx context.Context, st storage.Storage, scope repo.Scope, trust repo.Trust, ids *repo.Identities, b Base, dataDir string, t Target) (*Recovery, error) {
+	for attempt := 1; ; attempt++ {
+		rec, err := recoverOnce(ctx, st, scope, trust, ids, b, dataDir, t)
+		if attempt == 3 || !errors.Is(err, fs.ErrNotExist) {
+			return rec, err
+		}
+	}
+}
+
+func recoverOnce(ctx context.Context, st storage.Storage, scope repo.Scope, trust repo.Trust, ids *repo.Identities, b Base, dataDir string, t Target) (*Recovery, error) {
 	a, err := LoadArchive(ctx, st, scope, b.System, b.SegSize, trust, ids)
 	if err != nil {
 		return nil, err

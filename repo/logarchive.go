@@ -329,7 +329,9 @@ func FetchLog(ctx context.Context, st storage.Storage, scope Scope, e LogEntry, 
 	}
 	stored, err := readAll(ctx, st, scope.logKey(e.System, e.Series, e.StoredName+ext), rec.Size+1)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%w: %s is missing from storage (its record is there)", ErrCorrupt, e.StoredName)
+		// Also fs.ErrNotExist: a partial replaced by a newer one while it
+		// was read loses its record first, then its data.
+		return nil, nil, fmt.Errorf("%w: %s is missing from storage (its record is there): %w", ErrCorrupt, e.StoredName, fs.ErrNotExist)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", e.StoredName, err)
