@@ -19,6 +19,8 @@ type Entry struct {
 	Manifest *Manifest
 	// Verification is the last verify's result, nil if never verified.
 	Verification *Verification
+	// Drill is the last restore drill's result, nil if never drilled.
+	Drill *Drill
 	// Problem, if set, says why the backup cannot be used (an unreadable
 	// manifest, a missing or wrong signature); Manifest then holds only what
 	// the key tells.
@@ -53,6 +55,8 @@ type Listing struct {
 	Verified     bool          `json:"verified"`
 	Signed       bool          `json:"signed"` // checked against a verify key, and good
 	Verification *Verification `json:"verification,omitempty"`
+	Drilled      bool          `json:"drilled"` // a restore drill passed
+	Drill        *Drill        `json:"drill,omitempty"`
 	Problem      string        `json:"problem,omitempty"`
 	Manifest     *Manifest     `json:"manifest,omitempty"` // absent for a damaged backup
 }
@@ -63,6 +67,7 @@ func (e Entry) Listing() Listing {
 		Databases: e.Manifest.Databases, Verification: e.Verification, Problem: e.Problem, Signed: e.Signed}
 	l.Method = e.Manifest.MethodName()
 	l.Verified = e.Verification != nil && e.Verification.OK
+	l.Drill, l.Drilled = e.Drill, e.Drill != nil && e.Drill.OK
 	if e.Problem == "" {
 		l.Manifest = e.Manifest
 	}
@@ -87,23 +92,26 @@ func List(ctx context.Context, st storage.Storage, scope Scope, trust Trust) ([]
 		return nil, err
 	}
 	type found struct {
-		key      backupKey
-		verified bool
+		key               backupKey
+		verified, drilled bool
 	}
 	var dirs []*found
 	byDir := map[string]*found{}
 	err := st.List(ctx, scope.Prefix(), func(o storage.Object) error {
 		k, ok := scope.parseKey(o.Key)
-		if !ok || !k.in(scope) || k.name != ManifestName && k.name != VerifiedName {
+		if !ok || !k.in(scope) || k.name != ManifestName && k.name != VerifiedName && k.name != DrilledName {
 			return nil
 		}
 		if byDir[k.dir()] == nil {
 			byDir[k.dir()] = &found{key: k}
 		}
-		if k.name == ManifestName {
+		switch k.name {
+		case ManifestName:
 			dirs = append(dirs, byDir[k.dir()])
-		} else {
+		case VerifiedName:
 			byDir[k.dir()].verified = true
+		default:
+			byDir[k.dir()].drilled = true
 		}
 		return nil
 	})
@@ -122,7 +130,7 @@ func List(ctx context.Context, st storage.Storage, scope Scope, trust Trust) ([]
 			defer wg.Done()
 			for i := range next {
 				d := dirs[i]
-				entries[i] = readEntry(ctx, st, scope, trust, d.key, d.verified)
+				entries[i] = readEntry(ctx, st, scope, trust, d.key, d.verified, d.drilled)
 			}
 		}()
 	}
@@ -140,7 +148,7 @@ func List(ctx context.Context, st storage.Storage, scope Scope, trust Trust) ([]
 
 // readEntry reads the manifest (and verification record, if there is one)
 // of the backup whose key k is, and checks them against trust.
-func readEntry(ctx context.Context, st storage.Storage, scope Scope, trust Trust, k backupKey, verified bool) Entry {
+func readEntry(ctx context.Context, st storage.Storage, scope Scope, trust Trust, k backupKey, verified, drilled bool) Entry {
 	id := k.id
 	want := &Manifest{ID: id, Namespace: scope.Namespace, Workload: scope.Workload, Driver: k.driver, Method: k.method}
 	e := Entry{Manifest: want}
@@ -166,6 +174,9 @@ func readEntry(ctx context.Context, st storage.Storage, scope Scope, trust Trust
 	}
 	if verified && e.Problem == "" {
 		e.Verification = readVerification(ctx, st, trust, m, e.ManifestSHA256)
+	}
+	if drilled && e.Problem == "" {
+		e.Drill = readDrill(ctx, st, trust, m, e.ManifestSHA256)
 	}
 	return e
 }

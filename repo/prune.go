@@ -225,12 +225,15 @@ func deleteBackup(ctx context.Context, st storage.Storage, m *Manifest) error {
 		return err
 	}
 	for _, k := range keys {
-		if k == m.key(VerifiedName) {
+		if k == m.key(VerifiedName) || k == m.key(DrilledName) {
 			continue
 		}
 		if err := st.Delete(ctx, k); err != nil {
 			return err
 		}
+	}
+	if err := st.Delete(ctx, m.key(DrilledName)); err != nil {
+		return err
 	}
 	return st.Delete(ctx, m.key(VerifiedName))
 }
