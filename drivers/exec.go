@@ -25,6 +25,9 @@ type Command struct {
 	Env []string
 	// Stderr, if set, also receives everything the tool writes to stderr.
 	Stderr io.Writer
+	// Credential, if set, is the user the tool runs as (Remora as root
+	// starting a server that refuses root).
+	Credential *syscall.Credential
 }
 
 // Run runs the command with stdin (may be nil) as its input and stdout (may be
@@ -38,7 +41,8 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		name = name[i+1:]
 	}
-	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
+	path, args := lowPriority(ctx, c.Path, c.Args)
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = ToolEnv(nil)
 	if c.Env != nil {
 		cmd.Env = withoutNever(c.Env)
@@ -46,7 +50,7 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	// Signals go to the tool's whole process group, helpers included.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a Ctrl-C to remora must not reach the tool first
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential} // a Ctrl-C to remora must not reach the tool first
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stderr = stderr
 	if c.Stderr != nil {

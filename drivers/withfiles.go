@@ -73,3 +73,11 @@ func (w *withFiles) Replica(ctx context.Context) (bool, error) {
 	}
 	return false, ErrNoRole
 }
+
+// Observe asks the driver of obj, if it observes.
+func (w *withFiles) Observe(ctx context.Context, obj Object, opts RestoreOptions) (map[string]string, error) {
+	if o, ok := w.pick(obj).(Observer); ok {
+		return o.Observe(ctx, obj, opts)
+	}
+	return nil, nil
+}

@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -91,7 +92,14 @@ type inode struct{ dev, ino uint64 }
 // both are reported as warnings, not failures: live application volumes
 // change.
 func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) error {
+	_, err := d.DumpMeta(ctx, obj, w)
+	return err
+}
+
+// DumpMeta is Dump, returning what a restore drill checks (sums).
+func (d *Driver) DumpMeta(ctx context.Context, obj drivers.Object, w io.Writer) (map[string]string, error) {
 	tw := tar.NewWriter(w)
+	sums := &sums{}
 	links := map[inode]string{}
 	buf := make([]byte, 256<<10)
 	for _, root := range d.paths {
@@ -106,16 +114,16 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 				}
 				return fmt.Errorf("files: %w", err)
 			}
-			return d.add(ctx, tw, p, links, buf)
+			return d.add(ctx, tw, p, links, buf, sums)
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return tw.Close()
+	return sums.meta(), tw.Close()
 }
 
-func (d *Driver) add(ctx context.Context, tw *tar.Writer, p string, links map[inode]string, buf []byte) error {
+func (d *Driver) add(ctx context.Context, tw *tar.Writer, p string, links map[inode]string, buf []byte, sums *sums) error {
 	info, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		drivers.Warnf(ctx, "files: %s vanished before it was read", p)
@@ -148,6 +156,7 @@ func (d *Driver) add(ctx context.Context, tw *tar.Writer, p string, links map[in
 		key := inode{uint64(st.Dev), st.Ino}
 		if first, ok := links[key]; ok {
 			hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+			sums.files++ // restored as a file, sharing the first name's data
 			return tw.WriteHeader(hdr)
 		}
 		links[key] = hdr.Name
@@ -167,7 +176,10 @@ func (d *Driver) add(ctx context.Context, tw *tar.Writer, p string, links map[in
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	n, err := io.CopyBuffer(tw, io.LimitReader(f, hdr.Size), buf)
+	h := sha256.New()
+	defer func() { sums.add(hdr.Name, hdr.Size, h) }()
+	out := io.MultiWriter(tw, h) // the sum of what is archived
+	n, err := io.CopyBuffer(out, io.LimitReader(f, hdr.Size), buf)
 	if err != nil {
 		return fmt.Errorf("files: read %s: %w", p, err)
 	}
@@ -175,7 +187,7 @@ func (d *Driver) add(ctx context.Context, tw *tar.Writer, p string, links map[in
 		// The file shrank while it was read: the archive needs the size it
 		// announced.
 		drivers.Warnf(ctx, "files: %s shrank while it was read; archived with zeros at the end", p)
-		if _, err := io.CopyN(tw, zeros{}, hdr.Size-n); err != nil {
+		if _, err := io.CopyN(out, zeros{}, hdr.Size-n); err != nil {
 			return err
 		}
 		return nil

@@ -45,12 +45,16 @@ const baseBackupCommand = `BASE_BACKUP (LABEL 'remora', PROGRESS false, CHECKPOI
 const maxManifest = 512 << 20
 
 // DumpMeta takes a base backup for a physical object and returns what it
-// learnt (the Meta* keys); other objects are dumped as Dump does.
+// learnt (the Meta* keys); a database's dump returns its row counts (for
+// restore drills); other objects are dumped as Dump does.
 func (d *Driver) DumpMeta(ctx context.Context, obj drivers.Object, w io.Writer) (map[string]string, error) {
-	if obj.Kind != drivers.KindPhysical {
-		return nil, d.Dump(ctx, obj, w)
+	switch obj.Kind {
+	case drivers.KindPhysical:
+		return d.baseBackup(ctx, w)
+	case drivers.KindDatabase:
+		return d.dumpDatabase(ctx, obj, w)
 	}
-	return d.baseBackup(ctx, w)
+	return nil, d.Dump(ctx, obj, w)
 }
 
 // baseBackup streams a base backup to w as one tar and returns its Meta.

@@ -267,8 +267,8 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 		}
 		return d.tool("pg_dumpall", args...).Run(ctx, nil, w)
 	case drivers.KindDatabase:
-		args := append(slices.Clone(d.dumpArgs), "--format=custom", "--compress=0", "--no-password", "--dbname="+d.dbURL(obj.Database))
-		return d.tool("pg_dump", args...).Run(ctx, nil, w)
+		_, err := d.dumpDatabase(ctx, obj, w)
+		return err
 	case drivers.KindPhysical:
 		_, err := d.baseBackup(ctx, w)
 		return err
