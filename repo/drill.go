@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"remora.dev/remora/drivers"
 	"remora.dev/remora/storage"
 )
 
@@ -80,4 +81,23 @@ func readDrill(ctx context.Context, st storage.Storage, trust Trust, m *Manifest
 // it verified, or a restore drill passed.
 func (e *Entry) Proven() bool {
 	return e.Err() == nil && (e.Verification != nil && e.Verification.OK || e.Drill != nil && e.Drill.OK)
+}
+
+// RestoreObject loads one object of logical backup m through drv, checked
+// against its SHA-256 while it streams as Restore checks it: a restore
+// drill loads each object into its own throwaway target.
+func RestoreObject(ctx context.Context, st storage.Storage, m *Manifest, ids *Identities, rec ObjectRecord, drv drivers.Driver, opts drivers.RestoreOptions) error {
+	if _, err := codecByName(m.Compression); err != nil {
+		return err
+	}
+	if m.Encryption != nil && ids == nil {
+		return errNeedsIdentity(m)
+	}
+	if err := ids.expect(m); err != nil {
+		return err
+	}
+	if err := drv.CheckRestore(ctx, []drivers.Object{rec.Object}, opts); err != nil {
+		return err
+	}
+	return restoreObject(ctx, st, m, ids, rec, drv, opts)
 }

@@ -84,10 +84,11 @@ func (d *Driver) Observe(ctx context.Context, obj drivers.Object, opts drivers.R
 }
 
 // rowCounter counts the rows of each table in a dump as it streams. A
-// mysqldump statement is one line (the tool escapes newlines in strings):
-// CREATE TABLE `t` names a table; each INSERT [IGNORE] INTO / REPLACE INTO
-// `t` [(columns)] VALUES (...),(...); adds its tuples, counted as the
-// parentheses at depth 0 after VALUES, outside quotes.
+// statement begins a line: CREATE TABLE `t` names a table; each INSERT
+// [IGNORE] INTO / REPLACE INTO `t` [(columns)] VALUES (...),(...); adds its
+// tuples, counted as the parentheses at depth 0 after VALUES, outside
+// quotes, up to the statement's ';' (MariaDB's dump puts each tuple on a
+// line of its own; the tools escape newlines within strings).
 type rowCounter struct {
 	state   int
 	prefix  []byte // the current line's start, while it may be a statement we count
@@ -199,8 +200,10 @@ func (rc *rowCounter) statement(c byte) {
 		return
 	}
 	switch c {
-	case '\n':
-		rc.state, rc.prefix = rcLine, rc.prefix[:0]
+	case ';':
+		if rc.depth == 0 {
+			rc.state = rcSkip
+		}
 	case '\'', '"', '`':
 		rc.quote = c
 	case '(':
