@@ -40,6 +40,7 @@ type Config struct {
 	Compression         string // when remora.dev/compression is not set; empty: zstd
 	Method              string // when remora.dev/method is not set; empty: logical
 	Recipients          *repo.Recipients
+	Identities          *repo.Identities // decrypt an encrypted backup for a restore drill
 	Signer              *repo.SigningKey // signs every manifest; nil: unsigned
 	Trust               repo.Trust       // which backups retention counts
 	// RetentionFloor is kept whatever the annotations' retention says.
@@ -74,8 +75,10 @@ type Agent struct {
 	log     *slog.Logger
 	clock   Clock
 	metrics *metrics
-	// backupFn runs one backup; tests of the schedule replace it.
+	// backupFn runs one backup, drillFn one restore drill; tests of the
+	// schedule replace them.
 	backupFn func(ctx context.Context, r *run) error
+	drillFn  func(ctx context.Context, r *run) error
 
 	mu        sync.Mutex
 	spec      spec.Spec
@@ -93,6 +96,8 @@ type Agent struct {
 	notifying sync.WaitGroup
 	wal       *walStream  // the WAL streamer, while one runs
 	window    pitr.Window // what a point-in-time restore can reach, as last read
+	drillNext time.Time   // when the next restore drill runs; zero: none
+	lastDrill *repo.Drill
 }
 
 // New checks the configuration and reads the annotations once.
@@ -110,7 +115,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("no storage configured: set REMORA_STORAGE (the storage Secret may be missing)")
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, metrics: newMetrics(), reloaded: make(chan struct{}, 1)}
-	a.backupFn = a.backup
+	a.backupFn, a.drillFn = a.backup, a.drill
 	a.metrics.walFrom(a.walStats)
 	s, err := spec.Parse(nil, a.seed())
 	if err != nil {
@@ -255,15 +260,25 @@ func (a *Agent) scheduleLoop(ctx, runCtx context.Context) {
 		a.next = next
 		a.mu.Unlock()
 		fire, stop := a.clock.After(next.Sub(now))
+		drillAt, drillFire, stopDrill := a.nextDrill(now)
+		a.mu.Lock()
+		a.drillNext = drillAt
+		a.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			stop()
+			stopDrill()
 			return
 		case <-a.reloaded:
 			stop()
+			stopDrill()
 			a.reconcilePITR(runCtx)
 		case <-fire:
+			stopDrill()
 			a.trigger(runCtx, triggerSchedule)
+		case <-drillFire:
+			stop()
+			a.trigger(runCtx, triggerDrill)
 		}
 	}
 }

@@ -32,6 +32,11 @@ const (
 	MetricWALLagSeconds = "remora_wal_archive_lag_seconds"
 	MetricWALRetained   = "remora_wal_slot_retained_bytes"
 	MetricWALGaps       = "remora_wal_gaps_total"
+
+	MetricDrillLastSuccess = "remora_drill_last_success_timestamp_seconds"
+	MetricDrillLastRun     = "remora_drill_last_run_timestamp_seconds"
+	MetricDrillFailures    = "remora_drill_failures_total"
+	MetricDrillDuration    = "remora_drill_duration_seconds"
 )
 
 type metrics struct {
@@ -44,6 +49,9 @@ type metrics struct {
 	retentionStopped                prometheus.Counter
 	slotRetained                    prometheus.Gauge
 	runs                            *prometheus.CounterVec
+	drillLastSuccess, drillLastRun  prometheus.Gauge
+	drillDuration                   prometheus.Gauge
+	drillFailures                   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -73,6 +81,10 @@ func newMetrics() *metrics {
 	m.destFailures = c(MetricPartialFailed, "Destinations that did not get a backup.")
 	m.retentionStopped = c(MetricRetentionStop, "Times retention deleted nothing because a backup lies more than an hour in the future (a clock ran fast).")
 	m.slotRetained = g(MetricWALRetained, "WAL the replication slot holds back on the server, in bytes (read every minute while WAL streaming is on).")
+	m.drillLastSuccess = g(MetricDrillLastSuccess, "Start time of the last restore drill that passed, in Unix seconds.")
+	m.drillLastRun = g(MetricDrillLastRun, "Start time of the last restore drill, passed or not, in Unix seconds.")
+	m.drillDuration = g(MetricDrillDuration, "Duration of the last restore drill that passed.")
+	m.drillFailures = c(MetricDrillFailures, "Restore drills that failed: the backup did not restore, or did not match its dump.")
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRuns, Help: "Backup runs by result."}, []string{"result"})
 	m.reg.MustRegister(m.runs)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -32,6 +32,14 @@ type run struct {
 	result   control.RunResult
 }
 
+// what the run is, for logs: a backup or a restore drill.
+func (r *run) what() string {
+	if r.trigger == triggerDrill {
+		return "restore drill"
+	}
+	return "backup"
+}
+
 func (a *Agent) running() *run {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -44,10 +52,10 @@ func (a *Agent) trigger(ctx context.Context, why string) (*run, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.current != nil {
-		if why == triggerSchedule {
+		if why == triggerSchedule || why == triggerDrill {
 			a.skipped++
 			a.metrics.skipped.Inc()
-			a.log.Warn("a scheduled backup is skipped: the previous one is still running", "running", a.current.n)
+			a.log.Warn("a scheduled "+(&run{trigger: why}).what()+" is skipped: the previous run is still going", "running", a.current.n)
 		}
 		return a.current, false
 	}
@@ -61,8 +69,12 @@ func (a *Agent) trigger(ctx context.Context, why string) (*run, bool) {
 
 // execute runs r to its end and records its outcome.
 func (a *Agent) execute(ctx context.Context, r *run) {
-	a.log.Info("backup started", "run", r.n, "trigger", r.trigger)
-	err := a.backupFn(ctx, r)
+	a.log.Info(r.what()+" started", "run", r.n, "trigger", r.trigger)
+	fn := a.backupFn
+	if r.trigger == triggerDrill {
+		fn = a.drillFn
+	}
+	err := fn(ctx, r)
 	res := &r.result
 	res.Run, res.Trigger, res.Started = r.n, r.trigger, r.started
 	res.Finished = a.clock.Now().UTC()
@@ -72,9 +84,13 @@ func (a *Agent) execute(ctx context.Context, r *run) {
 		res.Error = err.Error()
 		res.Interrupted = ctx.Err() != nil
 	}
-	a.record(r, err)
+	if r.trigger == triggerDrill {
+		a.recordDrill(r, err)
+	} else {
+		a.record(r, err)
+	}
 	a.mu.Lock()
-	if res.OK {
+	if res.OK && r.trigger != triggerDrill {
 		a.lastOK = r.started
 	}
 	a.recent = append(a.recent, r)
@@ -84,7 +100,7 @@ func (a *Agent) execute(ctx context.Context, r *run) {
 	a.current = nil
 	a.metrics.running.Set(0)
 	a.mu.Unlock()
-	if res.Skipped == "" || err != nil {
+	if r.trigger != triggerDrill && (res.Skipped == "" || err != nil) {
 		a.notify(res)
 	}
 	close(r.done)

@@ -23,6 +23,10 @@ func (a *Agent) Status() control.Status {
 		Schedule: a.spec.Schedule.String(), ScheduleExpanded: a.spec.Schedule.Expanded(), NextRun: a.next,
 		Retention: a.spec.Retention.String(), LastSuccess: a.lastOK, SkippedRuns: a.skipped,
 	}
+	if d := a.spec.Drill; d != nil {
+		s.Drill, s.NextDrill = d.String(), a.drillNext
+	}
+	s.LastDrill = a.lastDrill
 	if f := a.cfg.RetentionFloor; f != nil {
 		s.RetentionFloor = f.String()
 	}

@@ -31,6 +31,11 @@ type Status struct {
 	LastSuccess time.Time      `json:"last_success,omitzero"`
 	SkippedRuns int            `json:"skipped_runs"`
 	WAL         *WALStatus     `json:"wal,omitempty"`
+	// Drill is remora.dev/drill's schedule; empty: off. LastDrill is the
+	// last restore drill the agent ran, and NextDrill when the next runs.
+	Drill     string      `json:"drill,omitempty"`
+	NextDrill time.Time   `json:"next_drill,omitzero"`
+	LastDrill *repo.Drill `json:"last_drill,omitempty"`
 }
 
 // WALStatus is the WAL streamer's state, while remora.dev/pitr is on.

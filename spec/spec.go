@@ -40,6 +40,7 @@ const (
 	AnnotationPITR        = Prefix + "pitr"
 	AnnotationPITRFlush   = Prefix + "pitr-flush"
 	AnnotationStatus      = Prefix + "status"
+	AnnotationDrill       = Prefix + "drill"
 )
 
 // StatusInjected is the value of AnnotationStatus on a pod the webhook has
@@ -74,6 +75,9 @@ type Spec struct {
 	Method      string        // logical or physical; empty: not annotated (the agent's --method, else logical)
 	PITR        string        // on or off; empty: not annotated (the agent's --pitr, else off)
 	PITRFlush   time.Duration // the longest streamed WAL waits before it is stored
+	// Drill is when the newest backup is restored into a throwaway server
+	// and checked (remora.dev/drill); nil: never (the default).
+	Drill *schedule.Schedule
 }
 
 // Methods are the values of remora.dev/method.
@@ -128,6 +132,11 @@ func Parse(ann map[string]string, seed string) (Spec, error) {
 		}
 		errs = append(errs, invalid(AnnotationSchedule, expr, why, `"H H * * *"`))
 	}
+	if v, ok := ann[AnnotationDrill]; ok {
+		if err := s.parseDrill(strings.TrimSpace(v), seed); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, f := range fields {
 		v, ok := ann[f.key]
 		if !ok {
@@ -139,6 +148,24 @@ func Parse(ann map[string]string, seed string) (Spec, error) {
 		}
 	}
 	return s, errors.Join(errs...)
+}
+
+// parseDrill reads remora.dev/drill: a schedule as remora.dev/schedule
+// takes, or "off".
+func (s *Spec) parseDrill(v, seed string) error {
+	if v == "" || v == "off" {
+		return nil
+	}
+	sch, err := schedule.Parse(v, seed+"/drill")
+	if err != nil {
+		why := err.Error()
+		if pe := (*schedule.ParseError)(nil); errors.As(err, &pe) {
+			why = pe.Reason
+		}
+		return invalid(AnnotationDrill, v, why, `"@weekly" or "H 3 * * 0"`)
+	}
+	s.Drill = &sch
+	return nil
 }
 
 func invalid(key, value, why, example string) error {

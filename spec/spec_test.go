@@ -153,3 +153,33 @@ func TestPITRIsPostgresOnly(t *testing.T) {
 		t.Errorf("detected files: err = %v", err)
 	}
 }
+
+// TestDrillAnnotation: remora.dev/drill is off unless set, takes any
+// schedule, and a bad one names the annotation.
+func TestDrillAnnotation(t *testing.T) {
+	for _, tc := range []struct {
+		value, want, err string
+	}{
+		{"", "", ""},
+		{"off", "", ""},
+		{"@weekly", "@weekly", ""},
+		{"H 3 * * 0", "H 3 * * 0", ""},
+		{"every tuesday", "", `annotation remora.dev/drill="every tuesday"`},
+	} {
+		ann := map[string]string{}
+		if tc.value != "" {
+			ann[AnnotationDrill] = tc.value
+		}
+		s, err := Parse(ann, "ns/db-0")
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.value, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.value, err)
+		case tc.want == "" && s.Drill != nil, tc.want != "" && (s.Drill == nil || s.Drill.String() != tc.want):
+			t.Errorf("%q: drill %v, want %q", tc.value, s.Drill, tc.want)
+		}
+	}
+}

@@ -48,6 +48,7 @@ Usage:
   remora backup   [--wait] [flags]    take a backup now (through the agent, if one runs here)
   remora list     [--json]            list backups
   remora verify   [ID|--all]          download backups and check every checksum
+  remora drill    ID|--latest         restore a backup into a throwaway server and check it
   remora restore  ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes]
   remora restore  --data-dir DIR [ID|--latest|--to-time TIME|--to-lsn LSN|--to-latest]
                                       PostgreSQL: a data directory from a physical backup, to a point in time
@@ -143,6 +144,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 var commands = map[string]func(*environment) command{
 	"agent":     func(e *environment) command { return &agentCommand{env: e} },
 	"backup":    func(e *environment) command { return &backupCommand{env: e} },
+	"drill":     func(e *environment) command { return &drillCommand{env: e} },
 	"keygen":    func(e *environment) command { return &keygenCommand{env: e} },
 	"list":      func(e *environment) command { return &listCommand{env: e} },
 	"restore":   func(e *environment) command { return &restoreCommand{env: e} },
