@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -82,6 +83,7 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 	} else {
 		fmt.Fprintf(w, "last success  none yet\n")
 	}
+	printDrillStatus(w, st, now)
 	if st.SkippedRuns > 0 {
 		fmt.Fprintf(w, "skipped runs  %d (a backup was still running)\n", st.SkippedRuns)
 	}
@@ -131,4 +133,18 @@ func progressLine(p control.Progress, seconds float64) string {
 		rate = fmt.Sprintf(", %s/s", humanBytes(int64(float64(p.BytesRead)/seconds)))
 	}
 	return fmt.Sprintf("%s: %s read, %s stored%s", p.Object, humanBytes(p.BytesRead), humanBytes(p.BytesStored), rate)
+}
+
+// printDrillStatus prints remora.dev/drill's schedule and the last drill.
+func printDrillStatus(w io.Writer, st *control.Status, now time.Time) {
+	if st.Drill != "" {
+		fmt.Fprintf(w, "drill         %s, next %s\n", st.Drill, st.NextDrill.UTC().Format("2006-01-02 15:04:05"))
+	}
+	if d := st.LastDrill; d != nil {
+		state := "passed"
+		if !d.OK {
+			state = "FAILED: " + strings.Join(d.Problems, "; ")
+		}
+		fmt.Fprintf(w, "last drill    %s (%s ago), %s\n", d.Time.UTC().Format("2006-01-02 15:04:05"), now.Sub(d.Time).Round(time.Second), state)
+	}
 }
