@@ -15,16 +15,24 @@ const peakInterval = 200 * time.Millisecond
 
 // startPeak samples, until the returned function is called, the memory of
 // the processes below this one (the throwaway server and the restore
-// tools): the sum of their proportional set sizes (Pss, which counts a
+// tools, not processes that were there before, such as a test's servers):
+// the sum of their proportional set sizes (Pss, which counts a
 // server's shared buffers once, not once per backend), or of their resident
 // sets where Pss cannot be read. It returns the largest sum seen, in bytes.
 func startPeak() func() int64 {
 	var mu sync.Mutex
 	var peak int64
+	before := map[int]bool{}
+	for _, p := range descendants(os.Getpid(), nil) {
+		before[p] = true
+	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	sample := func() {
-		n := descendantsMemory(os.Getpid())
+		var n int64
+		for _, p := range descendants(os.Getpid(), before) {
+			n += memoryOf(p)
+		}
 		mu.Lock()
 		peak = max(peak, n)
 		mu.Unlock()
@@ -54,8 +62,9 @@ func startPeak() func() int64 {
 	}
 }
 
-// descendantsMemory sums the memory of every process below pid.
-func descendantsMemory(pid int) int64 {
+// descendants lists the processes below pid, leaving out the subtrees of
+// those in skip.
+func descendants(pid int, skip map[int]bool) []int {
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	children := map[int][]int{}
 	for _, d := range dirs {
@@ -64,14 +73,18 @@ func descendantsMemory(pid int) int64 {
 			children[pp] = append(children[pp], p)
 		}
 	}
-	var sum int64
+	var out []int
 	todo := append([]int(nil), children[pid]...)
 	for len(todo) > 0 {
 		p := todo[len(todo)-1]
-		todo = append(todo[:len(todo)-1], children[p]...)
-		sum += memoryOf(p)
+		todo = todo[:len(todo)-1]
+		if skip[p] {
+			continue
+		}
+		out = append(out, p)
+		todo = append(todo, children[p]...)
 	}
-	return sum
+	return out
 }
 
 // parentOf reads the parent's pid from /proc/PID/stat (the field after the
