@@ -21,10 +21,16 @@ RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.
       -o /out/remora ./cmd/remora
 
 FROM ${BASE}
-RUN apt-get update \
+# postgresql-17 and mariadb-server-core are the servers of restore drills
+# (remora drill): no cluster is made at install time, and user 65532 has a
+# passwd entry, which initdb needs.
+RUN mkdir -p /etc/postgresql-common \
+ && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf \
+ && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates postgresql-client mariadb-client redis-server redis-tools \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/*
+      ca-certificates postgresql-client mariadb-client redis-server redis-tools postgresql-17 mariadb-server-core \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/* /var/lib/postgresql/* \
+ && echo 'remora:x:65532:65532::/tmp:/usr/sbin/nologin' >> /etc/passwd
 COPY --from=build /out/remora /usr/local/bin/remora
 # Non-root by default; the webhook gives the sidecar the database's user. Only
 # /tmp and /run/remora (emptyDirs in the pod) are written, so the root
