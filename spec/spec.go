@@ -68,6 +68,8 @@ type Spec struct {
 	Credentials string   // Secret name
 	Compression string   // empty: not annotated (the agent's --compression, else zstd)
 	Member      string   // any, primary, replica, ordinal-N
+	// RestoreFrom is remora.dev/restore-from; nil when not annotated.
+	RestoreFrom *RestoreFrom
 	Timeout     time.Duration
 	Method      string // logical or physical; empty: not annotated (the agent's --method, else logical)
 }
@@ -186,6 +188,7 @@ var fields = []struct {
 		s.Member = v
 		return matches(memberRE, v, "want any, primary, replica or ordinal-N")
 	}},
+	{AnnotationRestoreFrom, restoreFromExample, setRestoreFrom},
 	{AnnotationMethod, `"physical"`, func(s *Spec, v string) string {
 		s.Method = v
 		if s.Driver != "" && s.Driver != "postgres" && v == "physical" {
