@@ -48,13 +48,9 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(r.env.stdout, "%s already holds a data directory: nothing restored (--if-empty)\n", r.dataDir)
 		return nil
 	}
-	var sel repo.Selector
-	if !r.point.set() {
-		if sel, err = r.selector(pos); err != nil {
-			return err
-		}
-	} else if len(pos) > 0 || r.latest || r.before != "" {
-		return usagef("a point in time chooses its base backup itself: drop the ID, --latest and --before")
+	sel, err := r.choose(pos)
+	if err != nil {
+		return err
 	}
 	r.c.credentials()
 	log, err := r.c.logger(r.env)
@@ -203,6 +199,18 @@ func warnSkipped(log *slog.Logger, entries []repo.Entry, chosen *repo.Entry) {
 			log.Warn("passed over a newer backup that cannot be used", "id", e.Manifest.ID, "problem", e.Problem)
 		}
 	}
+}
+
+// choose reads which backup to restore; a point in time (--to-time,
+// --to-lsn, --to-latest) chooses its base backup itself.
+func (r *restoreCommand) choose(pos []string) (repo.Selector, error) {
+	if !r.point.set() {
+		return r.selector(pos)
+	}
+	if len(pos) > 0 || r.latest || r.before != "" {
+		return repo.Selector{}, usagef("a point in time chooses its base backup itself: drop the ID, --latest and --before")
+	}
+	return repo.Selector{}, nil
 }
 
 // selector reads which backup to restore: one ID, --latest or --before.
