@@ -23,6 +23,7 @@ type RestoreFrom struct {
 	Workload  string
 	Time      time.Time // UTC; zero when Latest
 	Latest    bool      // everything the WAL archive holds
+	value     string    // as annotated, for errors
 }
 
 // String is the annotation's value, the time in UTC.
@@ -48,7 +49,7 @@ func setRestoreFrom(s *Spec, v string) string {
 	if !ok || (repo.Scope{Namespace: ns, Workload: workload, Driver: "postgres"}).Validate() != nil {
 		return fmt.Sprintf("%q is not <namespace>/<workload>: each of letters, digits, '.', '_' or '-'", scope)
 	}
-	r := &RestoreFrom{Namespace: ns, Workload: workload, Latest: point == "latest"}
+	r := &RestoreFrom{Namespace: ns, Workload: workload, Latest: point == "latest", value: v}
 	if !r.Latest {
 		t, err := time.Parse(time.RFC3339, point)
 		if err != nil {
@@ -65,7 +66,7 @@ func setRestoreFrom(s *Spec, v string) string {
 // directory is recovered.
 func (s Spec) CheckRestoreFrom(driver string) error {
 	if s.RestoreFrom != nil && driver != "postgres" {
-		return invalid(AnnotationRestoreFrom, s.RestoreFrom.String(),
+		return invalid(AnnotationRestoreFrom, s.RestoreFrom.value,
 			fmt.Sprintf("a restore recovers a PostgreSQL data directory from physical backups, and this pod backs up with the %s driver", driver), restoreFromExample)
 	}
 	return nil
