@@ -68,6 +68,7 @@ func TestOperatorPath(t *testing.T) {
 	for _, w := range workloads() {
 		t.Run(w.name, func(t *testing.T) { operate(t, n, w, keyID) })
 	}
+	t.Run("a StatefulSet restored from another's backups", func(t *testing.T) { restoreFrom(t, n) })
 	t.Run("webhook down", func(t *testing.T) { webhookDown(t, n) })
 	t.Run("helm upgrade", func(t *testing.T) { helmUpgrade(t, n, ca) })
 	t.Run("backups on a volume the chart mounts", func(t *testing.T) { volumeStorage(t, n) })

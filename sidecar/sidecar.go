@@ -9,6 +9,11 @@ package sidecar
 // ContainerName is the injected container's name (`kubectl exec -c remora`).
 const ContainerName = "remora"
 
+// RestoreContainerName is the init container the webhook adds to a pod
+// annotated remora.dev/restore-from: it recovers the empty data directory
+// before the database starts (`kubectl logs -c remora-restore`).
+const RestoreContainerName = "remora-restore"
+
 // Volumes the sidecar brings, and where they are mounted in it.
 const (
 	PodinfoVolume = "remora-podinfo"

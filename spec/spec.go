@@ -71,6 +71,8 @@ type Spec struct {
 	Credentials string   // Secret name
 	Compression string   // empty: not annotated (the agent's --compression, else zstd)
 	Member      string   // any, primary, replica, ordinal-N
+	// RestoreFrom is remora.dev/restore-from; nil when not annotated.
+	RestoreFrom *RestoreFrom
 	Timeout     time.Duration
 	Method      string        // logical or physical; empty: not annotated (the agent's --method, else logical)
 	PITR        string        // on or off; empty: not annotated (the agent's --pitr, else off)
@@ -228,6 +230,7 @@ var fields = []struct {
 		s.Member = v
 		return matches(memberRE, v, "want any, primary, replica or ordinal-N")
 	}},
+	{AnnotationRestoreFrom, restoreFromExample, setRestoreFrom},
 	{AnnotationMethod, `"physical"`, func(s *Spec, v string) string {
 		s.Method = v
 		if s.Driver != "" && s.Driver != "postgres" && v == "physical" {

@@ -22,12 +22,9 @@ func container(pod *corev1.Pod, t *target, cfg Config) corev1.Container {
 		Command:         []string{"remora", "agent"},
 		Env:             withSecretEnv(sidecarEnv(t, cfg), t.spec),
 		VolumeMounts:    mounts(t, cfg),
-		Resources:       cfg.Resources,
+		Resources:       resources(cfg),
 		Ports:           []corev1.ContainerPort{{Name: sidecar.MetricsPortName, ContainerPort: sidecar.MetricsPort, Protocol: corev1.ProtocolTCP}},
 		SecurityContext: securityContext(pod, t.db),
-	}
-	if c.Resources.Requests == nil && c.Resources.Limits == nil {
-		c.Resources = defaultResources()
 	}
 	if cfg.native() {
 		always := corev1.ContainerRestartPolicyAlways
@@ -55,11 +52,17 @@ func sidecarEnv(t *target, cfg Config) []corev1.EnvVar {
 	if len(t.spec.Paths) > 0 {
 		env = append(env, corev1.EnvVar{Name: sidecar.EnvPaths, Value: strings.Join(t.spec.Paths, ",")})
 	}
-	if cfg.DefaultStorage != "" {
-		// Not REMORA_STORAGE: an env entry would override the Secret's.
-		env = append(env, corev1.EnvVar{Name: sidecar.EnvDefaultStorage, Value: cfg.DefaultStorage})
+	return append(env, defaultStorageEnv(cfg)...)
+}
+
+// defaultStorageEnv is the chart's storage URL, for a container whose
+// storage Secret sets no REMORA_STORAGE.
+func defaultStorageEnv(cfg Config) []corev1.EnvVar {
+	if cfg.DefaultStorage == "" {
+		return nil
 	}
-	return env
+	// Not REMORA_STORAGE: an env entry would override the Secret's.
+	return []corev1.EnvVar{{Name: sidecar.EnvDefaultStorage, Value: cfg.DefaultStorage}}
 }
 
 // fieldEnv is a variable set from a field of the pod (downward API).
@@ -183,14 +186,10 @@ func withSecretEnv(env []corev1.EnvVar, s spec.Spec) []corev1.EnvVar {
 // mounts: read-only, except for the files driver, which can restore files
 // into them.
 func mounts(t *target, cfg Config) []corev1.VolumeMount {
-	own := []corev1.VolumeMount{
+	own := append([]corev1.VolumeMount{
 		{Name: sidecar.PodinfoVolume, MountPath: sidecar.PodinfoDir, ReadOnly: true},
 		{Name: sidecar.RunVolume, MountPath: sidecar.RunDir},
-		{Name: sidecar.TmpVolume, MountPath: sidecar.TmpDir},
-	}
-	if cfg.BackupVolume != nil {
-		own = append(own, corev1.VolumeMount{Name: sidecar.BackupVolume, MountPath: sidecar.BackupDir})
-	}
+	}, storageMounts(cfg)...)
 	out := slices.Clone(own)
 	if t.db == nil {
 		return out
@@ -205,6 +204,26 @@ func mounts(t *target, cfg Config) []corev1.VolumeMount {
 		out = append(out, m)
 	}
 	return out
+}
+
+// storageMounts are what a container that reads or writes backups needs
+// besides the storage Secret's environment: a scratch /tmp, and the chart's
+// backup volume if it gives one (file:// backups).
+func storageMounts(cfg Config) []corev1.VolumeMount {
+	out := []corev1.VolumeMount{{Name: sidecar.TmpVolume, MountPath: sidecar.TmpDir}}
+	if cfg.BackupVolume != nil {
+		out = append(out, corev1.VolumeMount{Name: sidecar.BackupVolume, MountPath: sidecar.BackupDir})
+	}
+	return out
+}
+
+// resources are the sidecar's (and the restore's) requests and limits:
+// the webhook's, else the defaults.
+func resources(cfg Config) corev1.ResourceRequirements {
+	if cfg.Resources.Requests == nil && cfg.Resources.Limits == nil {
+		return defaultResources()
+	}
+	return cfg.Resources
 }
 
 // securityContext locks the sidecar down (non-root, read-only root file

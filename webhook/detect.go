@@ -40,12 +40,17 @@ type target struct {
 // it returns the target when it is, else the Result that lets the pod
 // through (Skip) or refuses it (Denied).
 func detect(pod *corev1.Pod, ns string, cfg Config) (*target, Result) {
+	ann := pod.Annotations
+	_, restore := ann[spec.AnnotationRestoreFrom]
 	if reason := skipReason(pod, ns, cfg); reason != "" {
+		if reason == SkipOptOut && restore {
+			// Started without it, the database would come up empty.
+			return nil, Result{Denied: restoreDenial(pod, spec.AnnotationInject+` is "false", and the restore is an init container Remora adds: drop one of the two annotations`, "shop/orders-db-0@latest")}
+		}
 		return nil, Result{Skip: reason}
 	}
-	ann := pod.Annotations
 	_, scheduled := ann[spec.AnnotationSchedule]
-	asked := ann[spec.AnnotationInject] == "true" || scheduled
+	asked := ann[spec.AnnotationInject] == "true" || scheduled || restore
 	workload := workloadName(pod)
 	s, err := spec.Parse(ann, ns+"/"+workload)
 	if err != nil {

@@ -36,6 +36,9 @@ type Config struct {
 	// the sidecar at sidecar.BackupDir, for file:// backups on an NFS
 	// export or a volume claim.
 	BackupVolume *corev1.VolumeSource `json:",omitempty"`
+	// RestoreAcrossNamespaces lets a pod's remora.dev/restore-from name
+	// another namespace's backups (read with the pod's own storage keys).
+	RestoreAcrossNamespaces bool
 }
 
 // native reports whether the sidecar is added as a native sidecar: as the
@@ -62,11 +65,16 @@ type Result struct {
 }
 
 // Mutate decides what to do with a pod being created in namespace ns: let it
-// through unchanged, refuse it, or add the sidecar.
+// through unchanged, refuse it, or add the sidecar (and, for
+// remora.dev/restore-from, the init container that restores its data).
 func Mutate(pod *corev1.Pod, ns string, cfg Config) Result {
 	t, res := detect(pod, ns, cfg)
 	if t == nil {
 		return res
 	}
-	return Result{Patch: patch(pod, container(pod, t, cfg), cfg)}
+	restore, denied := restoreContainer(pod, ns, t, cfg)
+	if denied != "" {
+		return Result{Denied: denied}
+	}
+	return Result{Patch: patch(pod, container(pod, t, cfg), restore, cfg)}
 }

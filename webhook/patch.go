@@ -17,10 +17,12 @@ type PatchOp struct {
 	Value any    `json:"value,omitempty"`
 }
 
-// patch adds the sidecar c (as an init container when native), its volumes
-// and the status annotation with add operations only: no field of the pod is
-// changed or removed.
-func patch(pod *corev1.Pod, c corev1.Container, cfg Config) []PatchOp {
+// patch adds the restore's init container if any (after the pod's own, so
+// that they prepare the volume first, and before a native sidecar), the
+// sidecar c (as an init container when native), its volumes and the status
+// annotation with add operations only: no field of the pod is changed or
+// removed.
+func patch(pod *corev1.Pod, c corev1.Container, restore *corev1.Container, cfg Config) []PatchOp {
 	var ops []PatchOp
 	// add appends v to the list at path, which holds existing items: an
 	// empty list is added whole, else v is added at its end.
@@ -31,8 +33,13 @@ func patch(pod *corev1.Pod, c corev1.Container, cfg Config) []PatchOp {
 			ops = append(ops, PatchOp{Op: "add", Path: path + "/-", Value: v})
 		}
 	}
+	inits := len(pod.Spec.InitContainers)
+	if restore != nil {
+		add("/spec/initContainers", inits, *restore)
+		inits++
+	}
 	if cfg.native() {
-		add("/spec/initContainers", len(pod.Spec.InitContainers), c)
+		add("/spec/initContainers", inits, c)
 	} else {
 		add("/spec/containers", len(pod.Spec.Containers), c)
 	}

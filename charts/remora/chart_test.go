@@ -239,3 +239,18 @@ func TestRenderStorage(t *testing.T) {
 		}
 	}
 }
+
+// webhook.restoreAcrossNamespaces reaches the webhook's flag; off by default.
+func TestRenderRestoreAcrossNamespaces(t *testing.T) {
+	for set, want := range map[string]string{"": "--restore-across-namespaces=false", "true": "--restore-across-namespaces=true"} {
+		var args []string
+		if set != "" {
+			args = []string{"--set", "webhook.restoreAcrossNamespaces=" + set}
+		}
+		dep := render(t, args...)["Deployment/remora-webhook"]
+		cs, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+		if got := toString(cs[0].(map[string]any)["args"]); !strings.Contains(got, want) {
+			t.Errorf("set %q: args lack %s: %s", set, want, got)
+		}
+	}
+}

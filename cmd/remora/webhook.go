@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -32,6 +33,7 @@ type webhookCommand struct {
 	listen, certFile, keyFile, metricsAddr string
 	image, sidecarMode, namespace          string
 	autoDetect, native                     string
+	restoreAcross                          string // --restore-across-namespaces
 	cpuRequest, memRequest, memLimit       string
 	logFormat, logLevel                    string
 	defaultStorage                         string
@@ -127,6 +129,7 @@ func (w *webhookCommand) parseFlags(args []string) error {
 	stringFlag(fs, &w.sidecarMode, "sidecar-mode", webhook.SidecarAuto, "auto, native (init container with restartPolicy Always) or classic")
 	stringFlag(fs, &w.native, "native-sidecars", "auto", "whether the API server supports native sidecars (1.29+), for --sidecar-mode auto: auto asks the API server")
 	stringFlag(fs, &w.autoDetect, "auto-detect", "true", "inject pods whose image is a recognised database, without annotations")
+	stringFlag(fs, &w.restoreAcross, "restore-across-namespaces", "false", "let a pod's remora.dev/restore-from name another namespace's backups (read with the pod's own storage keys)")
 	stringFlag(fs, &w.namespace, "namespace", "remora-system", "the webhook's own namespace, never injected")
 	stringFlag(fs, &w.cpuRequest, "sidecar-cpu-request", sidecar.CPURequest, "sidecar CPU request")
 	stringFlag(fs, &w.memRequest, "sidecar-memory-request", sidecar.MemoryRequest, "sidecar memory request")
@@ -150,6 +153,9 @@ func (w *webhookCommand) config() (webhook.Config, error) {
 		return cfg, usagef("--auto-detect=%q: want true or false", w.autoDetect)
 	}
 	cfg.AutoDetect = autoDetect
+	if cfg.RestoreAcrossNamespaces, err = strconv.ParseBool(cmp.Or(w.restoreAcross, "false")); err != nil {
+		return cfg, usagef("--restore-across-namespaces=%q: want true or false", w.restoreAcross)
+	}
 	switch w.sidecarMode {
 	case webhook.SidecarAuto, webhook.SidecarNative, webhook.SidecarClassic:
 	default:

@@ -104,3 +104,19 @@ func TestBackupVolumeFlag(t *testing.T) {
 		}
 	}
 }
+
+// --restore-across-namespaces is off unless set true, and checked.
+func TestRestoreAcrossNamespacesFlag(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+		bad  bool
+	}{{"false", false, false}, {"true", true, false}, {"yes please", false, true}} {
+		w := &webhookCommand{sidecarMode: webhook.SidecarAuto, autoDetect: "true", restoreAcross: tc.in}
+		cfg, err := w.config()
+		var ue usageError
+		if tc.bad != errors.As(err, &ue) || !tc.bad && (err != nil || cfg.RestoreAcrossNamespaces != tc.want) {
+			t.Errorf("--restore-across-namespaces=%q: %v, %v", tc.in, cfg.RestoreAcrossNamespaces, err)
+		}
+	}
+}
