@@ -100,24 +100,69 @@ func Recover(ctx context.Context, st storage.Storage, scope repo.Scope, trust re
 // archive must go past the target: a file archived after it.
 func (a *Archive) copySteps(ctx context.Context, st storage.Storage, scope repo.Scope, trust repo.Trust, ids *repo.Identities, steps []Step, wal string, t Target, rec *Recovery) (bool, error) {
 	for _, s := range steps {
-		data, lr, err := repo.FetchLog(ctx, st, scope, s.Entry, trust, ids)
+		data, lr, e, err := fetchStep(ctx, st, scope, trust, ids, s.Entry)
 		if err != nil {
 			return false, err
 		}
 		end := s.Start + postgres.LSN(len(data))
-		if s.Entry.Partial {
+		if e.Partial {
 			data = append(data, make([]byte, int(a.SegSize)-len(data))...)
 		}
-		if err := writeFile(filepath.Join(wal, s.Entry.Name), data); err != nil {
+		if err := writeFile(filepath.Join(wal, e.Name), data); err != nil {
 			return false, err
 		}
-		rec.Files, rec.Last, rec.Reach, rec.ReachLSN = rec.Files+1, s.Entry.StoredName, lr.Archived, end
+		rec.Files, rec.Last, rec.Reach, rec.ReachLSN = rec.Files+1, e.StoredName, lr.Archived, end
 		switch {
 		case t.LSN != 0 && end >= t.LSN:
 			return true, nil
 		}
 	}
 	return t.Latest || t.LSN == 0 && rec.Reach.After(t.Time), nil
+}
+
+// fetchStep reads a file of the chain. A restore may read an archive the
+// agent is streaming into: every flush interval the streamer stores the
+// segment it receives as a larger partial, or whole, and deletes the
+// partial a restore may have listed. A partial that is gone is then read
+// from its replacement, which begins at the same byte and holds more; it
+// is returned with the entry read.
+func fetchStep(ctx context.Context, st storage.Storage, scope repo.Scope, trust repo.Trust, ids *repo.Identities, e repo.LogEntry) ([]byte, *repo.LogRecord, repo.LogEntry, error) {
+	for range 3 {
+		data, lr, err := repo.FetchLog(ctx, st, scope, e, trust, ids)
+		if err == nil || !e.Partial {
+			return data, lr, e, err
+		}
+		next, ok, lerr := replacement(ctx, st, scope, e)
+		if lerr != nil || !ok {
+			return nil, nil, e, err
+		}
+		e = next
+	}
+	data, lr, err := repo.FetchLog(ctx, st, scope, e, trust, ids)
+	return data, lr, e, err
+}
+
+// replacement is what the archive holds now in place of partial e: its
+// segment whole, else its largest partial that holds more than e.
+func replacement(ctx context.Context, st storage.Storage, scope repo.Scope, e repo.LogEntry) (repo.LogEntry, bool, error) {
+	logs, err := repo.ListLogs(ctx, st, scope)
+	if err != nil {
+		return repo.LogEntry{}, false, err
+	}
+	var best repo.LogEntry
+	found := false
+	for _, l := range logs {
+		if l.System != e.System || l.Series != e.Series || l.Name != e.Name {
+			continue
+		}
+		if !l.Partial {
+			return l, true, nil
+		}
+		if l.PartSize > e.PartSize && (!found || l.PartSize > best.PartSize) {
+			best, found = l, true
+		}
+	}
+	return best, found, nil
 }
 
 // unreachable explains why the archive cannot take a restore to t.
