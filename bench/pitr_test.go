@@ -40,7 +40,9 @@ type pitrBench struct {
 // the archive lag of `remora agent`'s WAL streaming under pgbench, at the
 // default flush interval and at 1 s; (3) `remora restore --to-time` and
 // the server's recovery on it, with 8 and 64 WAL segments after the base
-// backup. REMORA_BENCH_PGBENCH_SECONDS (default 60) sets the load's length.
+// backup. REMORA_BENCH_PGBENCH_SECONDS (default 60) sets the load's length;
+// REMORA_BENCH_CPUPROFILE=FILE profiles the base backup to a directory;
+// REMORA_BENCH_DEBUG=1 prints the lag samples.
 func BenchmarkPITR(b *testing.B) {
 	p := &pitrBench{b: b, pg: testenv.StartPostgres(b), s3: testenv.StartS3(b), remora: &testenv.Remora{Bin: remoraBinary(b)}}
 	p.s3.MakeBucket(b, "pitr")
@@ -107,7 +109,7 @@ func (p *pitrBench) baseBackups(rounds int) {
 	for i, r := range rs {
 		wall, cpu := median(r.walls), median(r.cpu)
 		floor := cpu.Seconds() / cores
-		fmt.Printf("| %s | %s | %.1f s | %.2f s | %.2f× |\n", []string{"limit", "remora → file://", "remora → S3", "pg_basebackup | zstd -T2"}[i],
+		fmt.Printf("| %s | %s | %.1f s | %.2f s | %.2f× |\n", []string{"limit", "remora → file://", "remora → S3", "pg_basebackup \\| zstd -T2"}[i],
 			wall.Round(10*time.Millisecond), cpu.Seconds(), floor, wall.Seconds()/floor)
 	}
 }
