@@ -3,6 +3,7 @@ package pitr
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"remora.dev/remora/drivers/postgres"
 	"remora.dev/remora/internal/testenv"
 	"remora.dev/remora/repo"
+	"remora.dev/remora/storage"
 )
 
 // baseBackup takes a plain base backup with pg_basebackup (standing in for
@@ -180,5 +182,51 @@ func TestRecoverAcrossATimeline(t *testing.T) {
 		t.Errorf("chain: %v", err)
 	} else {
 		t.Logf("chain: %d files up to %s", rep.Files, rep.Last)
+	}
+}
+
+// replacedOnRead is the archive's storage while the agent streams into it
+// during a restore: the first time the restore opens a partial's record,
+// the server completes that segment and the streamer stores it whole,
+// deleting the partial the restore listed.
+type replacedOnRead struct {
+	storage.Storage
+	a    *archive
+	done bool
+}
+
+func (r *replacedOnRead) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if !r.done && strings.Contains(key, ".partial.") && strings.HasSuffix(key, ".json") {
+		r.done = true
+		r.a.pg.Psql(r.a.t, "postgres", "INSERT INTO t VALUES (3, 'while restoring'); SELECT pg_switch_wal()")
+		r.a.storedPast(r.a.t)
+	}
+	return r.Storage.Open(ctx, key)
+}
+
+// TestRecoverWhileStreaming: a restore from an archive the agent is
+// streaming into reads the partial segment's replacement when the
+// streamer replaced the partial it listed.
+func TestRecoverWhileStreaming(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	pg.Psql(t, "postgres", "CREATE TABLE t (id int, v text)")
+	a := newArchive(t, pg)
+	a.start()
+	baseDir, base := baseBackup(t, pg)
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (1, 'first')")
+	a.storedPast(t)
+	pg.Psql(t, "postgres", "INSERT INTO t VALUES (2, 'second')")
+	a.storedPast(t)
+	st := &replacedOnRead{Storage: a.st, a: a}
+	dir := restoreCopy(t, baseDir)
+	if _, err := Recover(context.Background(), st, a.scope, repo.Trust{}, nil, base, dir, Target{Latest: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !st.done {
+		t.Fatal("the restore read no partial segment")
+	}
+	got := startRecovered(t, dir)
+	if rows := strings.TrimSpace(got.Psql(t, "postgres", "SELECT string_agg(v, ',' ORDER BY id) FROM t WHERE id < 3")); rows != "first,second" {
+		t.Errorf("recovered: %q", rows)
 	}
 }
