@@ -3,12 +3,16 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"remora.dev/remora/control"
+	"remora.dev/remora/drivers/postgres"
 )
 
 // restoreFrom: a PostgreSQL StatefulSet with physical backups, then a new
@@ -17,15 +21,13 @@ import (
 // deleted and made again keeps its data (restore --if-empty does nothing);
 // and a pod naming another namespace's backups is refused.
 //
-// TODO(pitr): once remora.dev/pitr lands, annotate the source with
-// remora.dev/pitr: "on", commit a third row after a known time T and
-// restore to @T instead of @latest: the rows before T there, the one
-// after not. Until then the WAL archive is empty and @latest recovers the
-// base backup alone, so the row committed after the backup must be absent.
+// The source streams its WAL (remora.dev/pitr): the copy is recovered to
+// a time between two commits, with the one before there and the one after
+// not.
 func restoreFrom(t *testing.T, parent *node) {
 	n := *parent
 	n.t = t
-	n.apply(ledgerStatefulSet("ledger", `{remora.dev/method: physical, remora.dev/schedule: "@every 5m"}`, `emptyDir: {}`))
+	n.apply(ledgerStatefulSet("ledger", `{remora.dev/method: physical, remora.dev/schedule: "@every 5m", remora.dev/pitr: "on", remora.dev/pitr-flush: "1s"}`, `emptyDir: {}`))
 	src := n.readyPod(workload{pod: "ledger-0"})
 	n.mustBeInjected(src, workload{container: "postgres"})
 	n.must("-n", "shop", "exec", src, "-c", "postgres", "--", "sh", "-c", psql("postgres", `CREATE DATABASE app`)+" && "+
@@ -36,26 +38,44 @@ func restoreFrom(t *testing.T, parent *node) {
 	if items := n.list(src); len(items) == 0 || items[len(items)-1].Method != "physical" {
 		t.Fatalf("no physical backup listed: %+v", items)
 	}
-	n.must("-n", "shop", "exec", src, "-c", "postgres", "--", "sh", "-c", psql("app", `INSERT INTO ledger VALUES (2, 'after the backup')`))
+	sql := func(q string) string {
+		return strings.TrimSpace(n.must("-n", "shop", "exec", src, "-c", "postgres", "--", "sh", "-c", psql("app", q)))
+	}
+	sql(`INSERT INTO ledger VALUES (2, 'after the backup, before the target')`)
+	target, err := time.Parse("2006-01-02 15:04:05.999999-07", sql(`SELECT clock_timestamp()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql(`INSERT INTO ledger VALUES (9, 'after the target')`)
+	want, _ := postgres.ParseLSN(sql(`SELECT pg_current_wal_insert_lsn()`))
+	n.waitFor("the source's WAL archived past "+want.String(), 2*time.Minute, func() bool {
+		out, err := n.kubectl("-n", "shop", "exec", src, "-c", "remora", "--", "remora", "status", "--json")
+		var st control.Status
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.WAL == nil {
+			return false
+		}
+		got, err := postgres.ParseLSN(st.WAL.Stored)
+		return err == nil && got >= want
+	})
 
 	// A volume that outlives its pod, as a claim would: the second pod
 	// finds the data the first one restored.
 	dir := filepath.Join(t.TempDir(), "ledger-restored")
 	os.MkdirAll(dir, 0o755)
 	os.Chmod(dir, 0o777) // a hostPath keeps the host's owner: let the database's user write
-	n.apply(ledgerStatefulSet("ledger-restored", `{remora.dev/restore-from: "shop/ledger-0@latest"}`,
+	n.apply(ledgerStatefulSet("ledger-restored", fmt.Sprintf(`{remora.dev/restore-from: "shop/ledger-0@%s"}`, target.UTC().Format(time.RFC3339Nano)),
 		fmt.Sprintf(`hostPath: {path: %q, type: Directory}`, dir)))
 	pod := n.readyPod(workload{pod: "ledger-restored-0"})
 	n.mustBeInjected(pod, workload{container: "postgres"})
-	if log := n.must("-n", "shop", "logs", pod, "-c", "remora-restore"); !strings.Contains(log, "recovery to the end of the archive configured") {
+	if log := n.must("-n", "shop", "logs", pod, "-c", "remora-restore"); !strings.Contains(log, "recovery to "+target.UTC().Format(time.RFC3339Nano)+" configured") {
 		t.Errorf("the restore's log:\n%s", log)
 	}
 	rows := func() string {
 		return strings.TrimSpace(n.must("-n", "shop", "exec", pod, "-c", "postgres", "--", "sh", "-c",
 			psql("app", `SELECT string_agg(id::text, ',' ORDER BY id) FROM ledger`)))
 	}
-	if got := rows(); got != "1" {
-		t.Fatalf("restored rows %q, want 1 (committed before the backup; 2 after it)", got)
+	if got := rows(); got != "1,2" {
+		t.Fatalf("restored rows %q, want 1,2 (committed before the target; 9 after it)", got)
 	}
 	// Promoted: it takes writes.
 	n.must("-n", "shop", "exec", pod, "-c", "postgres", "--", "sh", "-c", psql("app", `INSERT INTO ledger VALUES (3, 'written in the copy')`))
@@ -65,8 +85,8 @@ func restoreFrom(t *testing.T, parent *node) {
 	if log := n.must("-n", "shop", "logs", pod, "-c", "remora-restore"); !strings.Contains(log, "already holds a data directory: nothing restored") {
 		t.Errorf("the second start's restore log:\n%s", log)
 	}
-	if got := rows(); got != "1,3" {
-		t.Fatalf("rows after the pod was made again %q, want 1,3: the data directory must be left alone", got)
+	if got := rows(); got != "1,2,3" {
+		t.Fatalf("rows after the pod was made again %q, want 1,2,3: the data directory must be left alone", got)
 	}
 
 	n.apply(ledgerStatefulSet("ledger-other", `{remora.dev/restore-from: "billing/ledger-0@latest"}`, `emptyDir: {}`))
