@@ -57,8 +57,10 @@ type Config struct {
 	MetricsAddr     string // empty: no metrics server
 	Pod             string
 	Notify          notify.Config
-	Logger          *slog.Logger
-	Clock           Clock // nil: the real clock
+	// Events reports failures as Kubernetes Events on the pod; nil: none.
+	Events *Events
+	Logger *slog.Logger
+	Clock  Clock // nil: the real clock
 }
 
 // PollInterval is how often the annotations file is read again, besides
@@ -183,6 +185,7 @@ func (a *Agent) reload() {
 		if a.specErr == nil || !maps.Equal(ann, a.badAnn) {
 			a.log.Error("the pod's remora.dev annotations are not valid; the last good configuration stays in force", "error", err)
 			a.metrics.configErrors.Inc()
+			a.cfg.Events.Warning(ReasonInvalidAnnotations, "the remora.dev annotations are not valid; the last good configuration stays in force: "+err.Error())
 		}
 		a.specErr, a.badAnn = err, ann
 		a.metrics.configValid.Set(0)
@@ -246,6 +249,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-r.done
 	}
 	a.notifying.Wait()
+	a.cfg.Events.Wait()
 	a.log.Info("agent stopped")
 	return nil
 }

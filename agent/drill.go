@@ -71,6 +71,9 @@ func (a *Agent) recordDrill(r *run, err error) {
 	if err != nil {
 		m.drillFailures.Inc()
 		a.log.Error("restore drill failed", "run", r.n, "id", r.result.ID, "error", err, "seconds", r.result.Seconds)
+		if !r.result.Interrupted {
+			a.cfg.Events.Warning(ReasonDrillFailed, fmt.Sprintf("restore drill run %d of backup %s failed: %v", r.n, r.result.ID, err))
+		}
 		return
 	}
 	m.drillLastSuccess.Set(float64(r.started.Unix()))

@@ -129,6 +129,9 @@ func (a *Agent) record(r *run, err error) {
 		m.failures.Inc()
 		m.destFailures.Add(float64(len(res.FailedIn)))
 		a.log.Error("backup failed", "run", r.n, "error", err, "seconds", res.Seconds)
+		if !res.Interrupted {
+			a.cfg.Events.Warning(ReasonBackupFailed, fmt.Sprintf("backup run %d (%s) failed: %v", r.n, r.trigger, err))
+		}
 	}
 }
 

@@ -1,12 +1,16 @@
 package repo
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/storage"
 )
 
 // The layout of a storage, below its URL's prefix:
@@ -148,4 +152,38 @@ func (s Scope) parseKey(key string) (k backupKey, ok bool) {
 		return k, false
 	}
 	return k, true
+}
+
+// Workloads lists, in one listing of the whole storage, the drivers of
+// every workload that hold a backup (a manifest) or a log archive: scopes
+// with Namespace, Workload and Driver set, sorted. Keys that fit no
+// workload's layout are passed over.
+func Workloads(ctx context.Context, st storage.Storage) ([]Scope, error) {
+	seen := map[Scope]bool{}
+	err := st.List(ctx, "", func(o storage.Object) error {
+		parts := strings.SplitN(o.Key, "/", 5)
+		if len(parts) < 4 {
+			return nil
+		}
+		s := Scope{Namespace: parts[0], Workload: parts[1], Driver: parts[2]}
+		if seen[s] || s.Validate() != nil {
+			return nil
+		}
+		k, ok := s.parseKey(o.Key)
+		if ok && k.name == ManifestName || parts[3] == LogDir && len(parts) == 5 {
+			seen[s] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Scope, 0, len(seen))
+	for s := range seen {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Scope) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Workload, b.Workload), strings.Compare(a.Driver, b.Driver))
+	})
+	return out, nil
 }

@@ -31,6 +31,8 @@ type PruneOptions struct {
 	StorageNow time.Time
 	// Floor, if set, keeps what it would keep whatever the policy says (the
 	// storage Secret's REMORA_RETENTION_MIN: no annotation goes below it).
+	// Each is applied with its own proven option: a floor that is not proven
+	// counts every backup, however the policy counts them.
 	Floor *retention.Policy
 }
 
@@ -47,7 +49,8 @@ var ErrFutureBackups = errors.New("retention stopped: a backup lies in the futur
 // Prune deletes the backups of a scope that the policy (nil: keep all) does
 // not keep at o.Now, then sweeps what interrupted backups left. Only complete
 // backups whose manifest agrees with its ID count and can be deleted; the
-// newest and o.Written are always kept. A backup is deleted manifest first,
+// newest and o.Written are always kept. A proven policy counts the backups
+// that verified or drilled (Entry.Proven) as retention.KeepProven says. A backup is deleted manifest first,
 // so that an interrupted delete leaves objects that are no longer a backup
 // rather than a backup with missing objects. It returns the IDs it deleted.
 func Prune(ctx context.Context, st storage.Storage, scope Scope, p *retention.Policy, o PruneOptions) ([]string, error) {
@@ -110,14 +113,18 @@ func countable(entries []Entry, o PruneOptions, log *slog.Logger) ([]Entry, erro
 // deleteUnkept deletes the backups among good that p does not keep.
 func deleteUnkept(ctx context.Context, st storage.Storage, good []Entry, p retention.Policy, o PruneOptions, log *slog.Logger) ([]string, []error) {
 	times := make([]time.Time, len(good))
+	proven := make([]bool, len(good))
 	for i, e := range good {
-		times[i] = e.Manifest.Started
+		times[i], proven[i] = e.Manifest.Started, e.Proven()
 	}
-	keeps := p.Keep(times, o.Now)
+	keeps := p.KeepProven(times, proven, o.Now)
 	if o.Floor != nil {
-		for i, k := range o.Floor.Keep(times, o.Now) {
+		for i, k := range o.Floor.KeepProven(times, proven, o.Now) {
 			keeps[i] = keeps[i] || k
 		}
+	}
+	if p.Proven {
+		logUnproven(good, proven, log)
 	}
 	var deleted []string
 	var errs []error
@@ -134,6 +141,27 @@ func deleteUnkept(ctx context.Context, st storage.Storage, good []Entry, p reten
 		deleted = append(deleted, m.ID)
 	}
 	return deleted, errs
+}
+
+// logUnproven says, under a proven policy, how many backups wait to be
+// proven: they are kept until then, and pile up if nothing verifies or
+// drills them.
+func logUnproven(good []Entry, proven []bool, log *slog.Logger) {
+	waiting, newest := 0, ""
+	for i := len(good) - 1; i >= 0; i-- {
+		if proven[i] {
+			newest = good[i].Manifest.ID
+			break
+		}
+		waiting++
+	}
+	switch {
+	case waiting == 0:
+	case newest == "":
+		log.Warn("retention counts only proven backups and none is verified or drilled: every backup is kept (schedule remora verify or a drill)", "unproven", waiting)
+	default:
+		log.Info("retention counts only proven backups: the newer unproven ones are kept until verified or drilled", "unproven", waiting, "newest_proven", newest)
+	}
 }
 
 // LeftoverAge is how old an unfinished backup must be before it is removed:

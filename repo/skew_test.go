@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -239,5 +240,60 @@ func TestListReadsWithABoundedPool(t *testing.T) {
 	}
 	if g.most > listWorkers {
 		t.Fatalf("%d manifests read at once, want at most %d", g.most, listWorkers)
+	}
+}
+
+// TestPruneProven: under days=7,proven only drilled or verified backups
+// fill the days; the unproven backups newer than the newest proven one are
+// kept, older unproven ones (and a failed drill) go; a floor that is not
+// proven still keeps its days of any backup.
+func TestPruneProven(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	day := func(d int) string { return now.Add(-time.Duration(d) * 24 * time.Hour).Format(IDFormat) }
+	for _, tc := range []struct {
+		name  string
+		floor *retention.Policy
+		want  []int // days back that are kept
+	}{
+		{"policy alone", nil, []int{5, 3, 2, 1, 0}},
+		{"with a floor of 7 days", &retention.Policy{Days: 7}, []int{6, 5, 4, 3, 2, 1, 0}},
+		{"with a proven floor of last=3", &retention.Policy{Last: 3, Proven: true}, []int{8, 5, 3, 2, 1, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := file.New(t.TempDir())
+			for d := 9; d >= 0; d-- {
+				backupAt(t, st, now.Add(-time.Duration(d)*24*time.Hour), nil)
+			}
+			entries, err := List(ctx, st, scope, Trust{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				switch e.Manifest.ID {
+				case day(8), day(5):
+					err = writeVerification(ctx, st, e.Manifest, Verification{Time: now, OK: true, Backup: e.Manifest.Dir(), ManifestSHA256: e.ManifestSHA256}, nil)
+				case day(3):
+					err = WriteDrill(ctx, st, &e, Drill{Time: now, OK: true}, nil)
+				case day(4):
+					err = WriteDrill(ctx, st, &e, Drill{Time: now, OK: false, Problems: []string{"restore failed"}}, nil)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := &retention.Policy{Days: 7, Proven: true}
+			if _, err := Prune(ctx, st, scope, p, PruneOptions{Now: now, Floor: tc.floor}); err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, d := range slices.Backward(tc.want) {
+				want = append(want, day(d))
+			}
+			slices.Sort(want)
+			if got := ids(t, st); !slices.Equal(got, want) {
+				t.Fatalf("kept %v, want %v", got, want)
+			}
+		})
 	}
 }

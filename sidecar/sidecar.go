@@ -58,6 +58,7 @@ const (
 // such a twin: --name is REMORA_NAME with dashes as underscores.
 const (
 	EnvPodName     = "REMORA_POD_NAME"
+	EnvPodUID      = "REMORA_POD_UID" // names the pod in the Events the agent reports
 	EnvNamespace   = "REMORA_NAMESPACE"
 	EnvWorkload    = "REMORA_WORKLOAD"
 	EnvDriver      = "REMORA_DRIVER"

@@ -206,7 +206,7 @@ var fields = []struct {
 			return ""
 		})
 	}},
-	{AnnotationRetention, `"days=7,weeks=4,months=6" or "last=10"`, func(s *Spec, v string) string {
+	{AnnotationRetention, `"days=7,weeks=4,months=6" or "last=10", with ",proven" to count only verified or drilled backups`, func(s *Spec, v string) string {
 		p, err := retention.Parse(v)
 		s.Retention = p
 		if err != nil {

@@ -39,6 +39,7 @@ func sidecarEnv(t *target, cfg Config) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		fieldEnv(sidecar.EnvPodName, "metadata.name"),
 		fieldEnv(sidecar.EnvNamespace, "metadata.namespace"),
+		fieldEnv(sidecar.EnvPodUID, "metadata.uid"),
 		{Name: sidecar.EnvWorkload, Value: t.workload},
 		{Name: sidecar.EnvDriver, Value: t.driver},
 		{Name: sidecar.EnvAnnotations, Value: sidecar.AnnotationsFile},

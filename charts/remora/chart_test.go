@@ -254,3 +254,22 @@ func TestRenderRestoreAcrossNamespaces(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderEvents: no events RBAC by default; per listed namespace a Role
+// with events create only, bound to that namespace's service accounts.
+func TestRenderEvents(t *testing.T) {
+	if objs := render(t, "--set", "storage.s3.bucket=b"); objs["Role/remora-events"] != nil {
+		t.Fatal("events RBAC rendered without namespaces")
+	}
+	objs := render(t, "--set", "storage.s3.bucket=b", "--set", "events.namespaces={shop}")
+	role, rb := objs["Role/remora-events"], objs["RoleBinding/remora-events"]
+	if role == nil || rb == nil || role.GetNamespace() != "shop" || rb.GetNamespace() != "shop" {
+		t.Fatalf("role %v binding %v", role, rb)
+	}
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	subjects, _, _ := unstructured.NestedSlice(rb.Object, "subjects")
+	if fmt.Sprint(rules) != "[map[apiGroups:[] resources:[events] verbs:[create]]]" ||
+		fmt.Sprint(subjects) != "[map[apiGroup:rbac.authorization.k8s.io kind:Group name:system:serviceaccounts:shop]]" {
+		t.Fatalf("rules %v, subjects %v", rules, subjects)
+	}
+}

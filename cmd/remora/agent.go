@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	"remora.dev/remora/agent"
 	"remora.dev/remora/agent/notify"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/kube"
 	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/sidecar"
@@ -77,7 +79,7 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 	ag, err := agent.New(agent.Config{
 		PITR: pitrOn, PITRSlot: a.pitrSlot, PITRRetainWarn: retainWarn,
 		Signer: signer, Trust: trust, RetentionFloor: floor,
-		Pod: os.Getenv(sidecar.EnvPodName), Notify: notifyCfg,
+		Pod: os.Getenv(sidecar.EnvPodName), Notify: notifyCfg, Events: podEvents(a.c.namespace, log),
 		Namespace: a.c.namespace, Workload: a.c.workload, Driver: a.c.driver, DSN: a.c.dsn,
 		Storage: a.c.storage.values, Paths: drivers.ParseList(a.paths), DumpArgs: dumpArgs, Compression: a.compression, Method: a.c.method,
 		Recipients: recipients, AnnotationsFile: a.annotations, Socket: a.socket, MetricsAddr: a.metricsAddr, Logger: log,
@@ -86,6 +88,21 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	return ag.Run(ctx)
+}
+
+// podEvents reports Kubernetes Events on the agent's pod through the API
+// server of the cluster it runs in; nil (with a note in the log) outside one.
+func podEvents(namespace string, log *slog.Logger) *agent.Events {
+	pod := os.Getenv(sidecar.EnvPodName)
+	if pod == "" {
+		return nil
+	}
+	c, err := kube.New(kube.Config{})
+	if err != nil {
+		log.Info("no Kubernetes Events on the pod: the API server cannot be reached from here", "error", err)
+		return nil
+	}
+	return agent.NewEvents(c, namespace, pod, os.Getenv(sidecar.EnvPodUID), log)
 }
 
 // flags defines the agent's flags; their environment twins are what the

@@ -37,7 +37,7 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	stringFlag(fs, &b.databases, "databases", "all", "databases to back up: all, or a comma list")
 	stringFlag(fs, &b.paths, "paths", "", "files and directories to archive: with --driver files, or extra files with any driver (comma list)")
 	stringFlag(fs, &b.dumpArgs, "dump-args", "", "extra flags for the dump tool, quoted as in a shell; only an allowlist is accepted")
-	stringFlag(fs, &b.retention, "retention", "", "after the backup, delete older ones: days=7,weeks=4,months=6 or last=N (default: keep all)")
+	stringFlag(fs, &b.retention, "retention", "", "after the backup, delete older ones: days=7,weeks=4,months=6 or last=N; add ,proven to count only verified or drilled backups (default: keep all)")
 	stringFlag(fs, &b.compression, "compression", repo.DefaultCompression, "compression: zstd, gzip or none")
 	stringFlag(fs, &b.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (age1..., comma-separated; also AGE_RECIPIENTS)")
 	stringFlag(fs, &b.socket, "socket", sidecar.SocketPath, "the agent's control socket: when an agent answers there, it takes the backup")

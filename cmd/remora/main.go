@@ -47,6 +47,8 @@ Usage:
   remora status                       what the agent is doing
   remora backup   [--wait] [flags]    take a backup now (through the agent, if one runs here)
   remora list     [--json]            list backups
+  remora fleet    --storage URL [--json] [--max-age DURATION]
+                                      every workload's newest backup in a storage, its proof and PITR window
   remora verify   [ID|--all]          download backups and check every checksum
   remora drill    ID|--latest         restore a backup into a throwaway server and check it
   remora restore  ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes]
@@ -145,6 +147,7 @@ var commands = map[string]func(*environment) command{
 	"agent":     func(e *environment) command { return &agentCommand{env: e} },
 	"backup":    func(e *environment) command { return &backupCommand{env: e} },
 	"drill":     func(e *environment) command { return &drillCommand{env: e} },
+	"fleet":     func(e *environment) command { return &fleetCommand{env: e} },
 	"keygen":    func(e *environment) command { return &keygenCommand{env: e} },
 	"list":      func(e *environment) command { return &listCommand{env: e} },
 	"restore":   func(e *environment) command { return &restoreCommand{env: e} },

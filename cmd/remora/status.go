@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"remora.dev/remora/control"
+	rpolicy "remora.dev/remora/repo/retention"
 	"remora.dev/remora/sidecar"
 )
 
@@ -48,6 +49,9 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 	fmt.Fprintf(w, "schedule      %s, UTC\n", sched)
 	fmt.Fprintf(w, "next run      %s (in %s)\n", st.NextRun.UTC().Format("2006-01-02 15:04:05"), st.NextRun.Sub(now).Round(time.Second))
 	retention := st.Retention
+	if strings.HasSuffix(retention, ","+rpolicy.ProvenOption) {
+		retention += " (only verified or drilled backups count)"
+	}
 	if st.RetentionFloor != "" {
 		retention += " (never less than " + st.RetentionFloor + ": the storage Secret's REMORA_RETENTION_MIN)"
 	}

@@ -8,9 +8,11 @@ import (
 
 // FuzzPolicy: any spec parses or fails without a panic; an accepted policy
 // prints as a spec that parses to the same policy, and applied to any set of
-// backup times it always keeps the newest and every one in the future.
+// backup times it always keeps the newest and every one in the future; with
+// every other backup marked proven, KeepProven keeps the newest proven one and
+// every backup not older than it.
 func FuzzPolicy(f *testing.F) {
-	for _, s := range []string{"days=7,weeks=4,months=6", "last=10", "days=1", "months=120", "weeks=0", "days=7,last=3", "days=-1", "days=99999999999999999999"} {
+	for _, s := range []string{"days=7,weeks=4,months=6", "last=10", "days=1", "months=120", "weeks=0", "days=7,last=3", "days=-1", "days=2,proven", "proven,last=1", "days=99999999999999999999"} {
 		f.Add(s, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
 	}
 	f.Fuzz(func(t *testing.T, spec string, raw []byte) {
@@ -43,5 +45,29 @@ func FuzzPolicy(f *testing.F) {
 				t.Fatalf("%s deleted %s (newest %s, now %s)", p, ts, times[newest], now)
 			}
 		}
+		checkKeepProven(t, p, times, now)
 	})
+}
+
+func checkKeepProven(t *testing.T, p Policy, times []time.Time, now time.Time) {
+	proven := make([]bool, len(times))
+	var newestProven time.Time
+	for i := range times {
+		proven[i] = i%2 == 1
+		if proven[i] && times[i].After(newestProven) {
+			newestProven = times[i]
+		}
+	}
+	keep := p.KeepProven(times, proven, now)
+	keptNewest := newestProven.IsZero()
+	for i, ts := range times {
+		if p.Proven && !proven[i] && !ts.Before(newestProven) && !keep[i] {
+			t.Fatalf("%s deleted unproven %s, not older than the newest proven %s", p, ts, newestProven)
+		}
+		// Of proven backups taken at the same second, one is the newest.
+		keptNewest = keptNewest || proven[i] && keep[i] && ts.Equal(newestProven)
+	}
+	if p.Proven && !keptNewest {
+		t.Fatalf("%s deleted the newest proven backup %s", p, newestProven)
+	}
 }

@@ -1,6 +1,9 @@
 // Package retention decides which backups to keep: grandfather-father-son
 // (the newest backup of each of the last N calendar days, ISO weeks and
 // months, in UTC) or the newest N. The newest backup is always kept.
+//
+// A policy marked proven counts only the backups shown good after they were
+// written (verified, or restored by a drill): see KeepProven.
 package retention
 
 import (
@@ -15,14 +18,20 @@ import (
 type Policy struct {
 	Days, Weeks, Months int
 	Last                int
+	// Proven: only proven backups count for the rules above (KeepProven).
+	Proven bool
 }
 
 // Default is the policy when none is given.
 var Default = Policy{Days: 7, Weeks: 4, Months: 6}
 
-const example = "e.g. days=7,weeks=4,months=6 or last=10"
+const example = "e.g. days=7,weeks=4,months=6 or last=10, with ,proven to count only verified or drilled backups"
 
-// Parse reads "days=6,weeks=4,months=6" (any of the three) or "last=N".
+// ProvenOption is the word that marks a policy proven.
+const ProvenOption = "proven"
+
+// Parse reads "days=6,weeks=4,months=6" (any of the three) or "last=N",
+// either followed by ",proven" to count only proven backups.
 func Parse(s string) (Policy, error) {
 	var p Policy
 	if strings.TrimSpace(s) == "" {
@@ -30,6 +39,13 @@ func Parse(s string) (Policy, error) {
 	}
 	seen := map[string]bool{}
 	for _, part := range strings.Split(s, ",") {
+		if strings.TrimSpace(part) == ProvenOption {
+			if p.Proven {
+				return Policy{}, fmt.Errorf("retention %q: %s given twice (%s)", s, ProvenOption, example)
+			}
+			p.Proven = true
+			continue
+		}
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if !ok || err != nil || n < 0 || n > 100000 {
@@ -56,7 +72,7 @@ func Parse(s string) (Policy, error) {
 	if p.Last > 0 && (p.Days > 0 || p.Weeks > 0 || p.Months > 0) {
 		return Policy{}, fmt.Errorf("retention %q: last=N does not mix with days, weeks or months (%s)", s, example)
 	}
-	if p == (Policy{}) {
+	if p.Days+p.Weeks+p.Months+p.Last == 0 {
 		return Policy{}, fmt.Errorf("retention %q keeps nothing but the newest backup; say so with last=1 (%s)", s, example)
 	}
 	return p, nil
@@ -79,10 +95,59 @@ func ParseOrNone(s string) (*Policy, error) {
 }
 
 func (p Policy) String() string {
+	s := fmt.Sprintf("days=%d,weeks=%d,months=%d", p.Days, p.Weeks, p.Months)
 	if p.Last > 0 {
-		return fmt.Sprintf("last=%d", p.Last)
+		s = fmt.Sprintf("last=%d", p.Last)
 	}
-	return fmt.Sprintf("days=%d,weeks=%d,months=%d", p.Days, p.Weeks, p.Months)
+	if p.Proven {
+		s += "," + ProvenOption
+	}
+	return s
+}
+
+// KeepProven returns, for backups taken at the given times of which those
+// marked in proven were verified or drilled, which to keep at now. A policy
+// that is not Proven ignores the marks: it is Keep. A Proven one:
+//
+//   - applies its rules to the proven backups alone, as Keep does: the
+//     newest proven backup is always kept, and an unproven backup fills no
+//     day, week, month or last-N slot;
+//   - keeps every unproven backup taken at or after the newest proven one:
+//     it may yet be proven, and deleting it would leave only older ones;
+//   - keeps everything while no backup is proven: nothing has shown which
+//     backups are good, so none is deleted;
+//   - keeps a backup newer than now (clock skew), as Keep does.
+//
+// An unproven backup older than the newest proven one is deleted: a proven
+// backup has replaced it.
+func (p Policy) KeepProven(times []time.Time, proven []bool, now time.Time) []bool {
+	if !p.Proven {
+		return p.Keep(times, now)
+	}
+	keep := make([]bool, len(times))
+	var idx []int // of the proven backups
+	var newest time.Time
+	for i, t := range times {
+		if proven[i] {
+			idx = append(idx, i)
+			if len(idx) == 1 || t.After(newest) {
+				newest = t
+			}
+		}
+	}
+	sub := make([]time.Time, len(idx))
+	for j, i := range idx {
+		sub[j] = times[i]
+	}
+	for j, k := range p.Keep(sub, now) {
+		keep[idx[j]] = k
+	}
+	for i, t := range times {
+		if !proven[i] && (len(idx) == 0 || !t.Before(newest) || t.After(now.UTC())) {
+			keep[i] = true
+		}
+	}
+	return keep
 }
 
 // Keep returns, for backups taken at the given times, which to keep at now.

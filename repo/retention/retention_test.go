@@ -15,13 +15,15 @@ func TestParse(t *testing.T) {
 		" days = 6 , months=1":    {Days: 6, Months: 1},
 		"last=10":                 {Last: 10},
 		"weeks=0,days=2":          {Days: 2},
+		"days=7,proven":           {Days: 7, Proven: true},
+		"proven, last=3":          {Last: 3, Proven: true},
 	} {
 		got, err := Parse(s)
 		if err != nil || got != want {
 			t.Errorf("Parse(%q) = %+v, %v; want %+v", s, got, err, want)
 		}
 	}
-	for _, s := range []string{"", "days", "days=x", "days=-1", "years=1", "days=1,days=2", "last=3,days=1", "days=0", "7"} {
+	for _, s := range []string{"", "days", "days=x", "days=-1", "years=1", "days=1,days=2", "last=3,days=1", "days=0", "7", "proven", "days=1,proven,proven", "days=1,proven=1", "days=1,Proven"} {
 		if _, err := Parse(s); err == nil || !strings.Contains(err.Error(), "e.g.") {
 			t.Errorf("Parse(%q) = %v, want an error with an example", s, err)
 		}
@@ -245,4 +247,203 @@ func TestKeepRandomPolicies(t *testing.T) {
 		}
 	}
 	t.Logf("seed %d: 40 random policies, %d checks against the definition", seed, checks)
+}
+
+// keptProven is kept for a proven policy: times marked with a trailing "!"
+// are proven.
+func keptProven(p Policy, now time.Time, times ...string) string {
+	ts := make([]time.Time, len(times))
+	proven := make([]bool, len(times))
+	for i, s := range times {
+		s, proven[i] = strings.CutSuffix(s, "!")
+		ts[i] = at(s)
+	}
+	var out []string
+	for i, k := range p.KeepProven(ts, proven, now) {
+		if k {
+			out = append(out, times[i][:13])
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func TestKeepProvenTable(t *testing.T) {
+	now := at("2026-11-25T12:00:00Z")
+	for _, tc := range []struct {
+		name  string
+		p     Policy
+		times []string
+		want  string
+	}{
+		{"not proven: the marks are ignored", Policy{Days: 2},
+			[]string{"2026-11-23T10:00:00Z!", "2026-11-24T10:00:00Z", "2026-11-25T10:00:00Z"}, "2026-11-24T10 2026-11-25T10"},
+		{"an unproven backup fills no day; the newer unproven ones wait", Policy{Days: 2, Proven: true},
+			[]string{"2026-11-22T10:00:00Z!", "2026-11-23T10:00:00Z", "2026-11-24T10:00:00Z!", "2026-11-24T20:00:00Z", "2026-11-25T10:00:00Z"},
+			"2026-11-24T10 2026-11-24T20 2026-11-25T10"},
+		{"the newest proven outlives its days", Policy{Days: 2, Proven: true},
+			[]string{"2026-10-01T10:00:00Z!", "2026-10-02T10:00:00Z!", "2026-11-24T10:00:00Z", "2026-11-25T10:00:00Z"},
+			"2026-10-02T10 2026-11-24T10 2026-11-25T10"},
+		{"nothing proven: nothing deleted", Policy{Last: 1, Proven: true},
+			[]string{"2026-11-23T10:00:00Z", "2026-11-24T10:00:00Z"}, "2026-11-23T10 2026-11-24T10"},
+		{"last counts proven ones only", Policy{Last: 2, Proven: true},
+			[]string{"2026-11-20T10:00:00Z!", "2026-11-21T10:00:00Z!", "2026-11-22T10:00:00Z", "2026-11-23T10:00:00Z!", "2026-11-24T10:00:00Z"},
+			"2026-11-21T10 2026-11-23T10 2026-11-24T10"},
+		{"a future unproven backup is kept", Policy{Last: 1, Proven: true},
+			[]string{"2026-11-24T10:00:00Z!", "2026-11-26T10:00:00Z", "2026-11-23T10:00:00Z"}, "2026-11-24T10 2026-11-26T10"},
+	} {
+		if got := keptProven(tc.p, now, tc.times...); got != tc.want {
+			t.Errorf("%s: %s kept %s, want %s", tc.name, tc.p, got, tc.want)
+		}
+	}
+}
+
+// provenOracle is KeepProven's definition written plainly: the plain
+// definition (oracle, or the newest N) applied to the proven backups, and
+// every unproven backup not older than the newest proven one (all of them
+// while none is proven).
+func provenOracle(p Policy, all []time.Time, proven map[time.Time]bool, now time.Time) map[time.Time]bool {
+	var ok []time.Time
+	for _, b := range all {
+		if proven[b] {
+			ok = append(ok, b)
+		}
+	}
+	keep := map[time.Time]bool{}
+	if p.Last > 0 {
+		for _, b := range ok[max(0, len(ok)-p.Last):] {
+			keep[b] = true
+		}
+	} else if len(ok) > 0 {
+		keep = oracle(p, ok, now)
+	}
+	for _, b := range all {
+		if !proven[b] && (len(ok) == 0 || !b.Before(ok[len(ok)-1])) {
+			keep[b] = true
+		}
+	}
+	return keep
+}
+
+// TestKeepProvenRandomPolicies: random proven policies over two simulated
+// years of runs at random gaps with random failures, while a verify or a
+// drill proves now the newest stored backup, now one picked at random, at
+// random rates (some backups never). Retention runs after each successful
+// backup. After each, the newest proven backup is kept, and so is every
+// backup not older than it; once a day the kept set is exactly what the
+// definition keeps of every backup ever taken, marked proven if it was
+// proven while it was stored. REMORA_FAULT_SEED changes the draw.
+func TestKeepProvenRandomPolicies(t *testing.T) {
+	seed := uint64(1)
+	if s := os.Getenv("REMORA_FAULT_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	rng := rand.New(rand.NewPCG(seed, 1818))
+	checks := 0
+	for i := range 40 {
+		p := Policy{Proven: true}
+		if rng.IntN(4) == 0 {
+			p.Last = 1 + rng.IntN(20)
+		} else {
+			for p.Days+p.Weeks+p.Months == 0 {
+				p = Policy{Days: rng.IntN(15), Weeks: rng.IntN(9), Months: rng.IntN(25), Proven: true}
+			}
+		}
+		if q, err := Parse(p.String()); err != nil || q != p {
+			t.Fatalf("policy %+v does not round-trip: %q %+v %v", p, p.String(), q, err)
+		}
+		checks += simulateProven(t, rng, p, i)
+	}
+	t.Logf("seed %d: 40 random proven policies, %d checks against the definition", seed, checks)
+}
+
+// simulateProven runs one policy of TestKeepProvenRandomPolicies.
+func simulateProven(t *testing.T, rng *rand.Rand, p Policy, i int) int {
+	failRate := rng.Float64() * 0.5
+	proveRate := 0.05 + rng.Float64()*0.9
+	newestOnly := rng.IntN(2) == 0 // verify --latest after backups, or drills of any
+	maxGap := time.Duration(10+rng.IntN(3*24*60-10)) * time.Minute
+	start := at("2025-01-01T00:00:00Z").Add(time.Duration(rng.IntN(24*60)) * time.Minute)
+	var stored, all []time.Time
+	proven := map[time.Time]bool{}
+	lastDay, checks := time.Time{}, 0
+	for now := start; now.Before(start.AddDate(2, 0, 0)); now = now.Add(time.Minute + time.Duration(rng.Int64N(int64(maxGap)))) {
+		if len(stored) > 0 && rng.Float64() < proveRate {
+			b := stored[len(stored)-1]
+			if !newestOnly {
+				b = stored[rng.IntN(len(stored))]
+			}
+			proven[b] = true
+		}
+		if rng.Float64() < failRate {
+			continue
+		}
+		stored, all = append(stored, now), append(all, now)
+		marks := make([]bool, len(stored))
+		for j, b := range stored {
+			marks[j] = proven[b]
+		}
+		var next []time.Time
+		for j, k := range p.KeepProven(stored, marks, now) {
+			if k {
+				next = append(next, stored[j])
+			}
+		}
+		stored = next
+		checkProvenFloor(t, p, now, stored, all, proven)
+		if day := now.Truncate(24 * time.Hour); day.Equal(lastDay) {
+			continue
+		} else {
+			lastDay = day
+		}
+		all = trimProven(p, all, proven, now)
+		want := provenOracle(p, all, proven, now)
+		checks++
+		if len(stored) != len(want) {
+			t.Fatalf("policy %s (case %d), %s: kept %d, the definition keeps %d", p, i, now, len(stored), len(want))
+		}
+		for _, s := range stored {
+			if !want[s] {
+				t.Fatalf("policy %s (case %d), %s: kept %s, which the definition does not", p, i, now, s)
+			}
+		}
+	}
+	return checks
+}
+
+// checkProvenFloor: what a proven policy never deletes is still stored —
+// the newest proven backup, and every backup not older than it.
+func checkProvenFloor(t *testing.T, p Policy, now time.Time, stored, all []time.Time, proven map[time.Time]bool) {
+	t.Helper()
+	has := map[time.Time]bool{}
+	for _, s := range stored {
+		has[s] = true
+	}
+	// all is oldest first: walk back to the newest proven one.
+	for j := len(all) - 1; j >= 0; j-- {
+		if !has[all[j]] {
+			t.Fatalf("policy %s, %s: deleted %s, not older than the newest proven backup", p, now, all[j])
+		}
+		if proven[all[j]] {
+			return
+		}
+	}
+}
+
+// trimProven drops from the record of every backup taken those the
+// definition can no longer keep, to bound the oracle's work: older than any
+// bucket, with a proven backup after them.
+func trimProven(p Policy, all []time.Time, proven map[time.Time]bool, now time.Time) []time.Time {
+	if p.Last > 0 {
+		return all
+	}
+	horizon := now.AddDate(0, -p.Months-1, -7*p.Weeks-p.Days-1)
+	provenAfter := make([]bool, len(all)+1)
+	for j := len(all) - 1; j >= 0; j-- {
+		provenAfter[j] = provenAfter[j+1] || proven[all[j]]
+	}
+	n := 0
+	for n < len(all) && all[n].Before(horizon) && provenAfter[n+1] {
+		n++
+	}
+	return all[n:]
 }
