@@ -22,15 +22,19 @@ RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.
 
 FROM ${BASE}
 # postgresql-17 and mariadb-server-core are the servers of restore drills
-# (remora drill): no cluster is made at install time, and user 65532 has a
-# passwd entry, which initdb needs.
+# (remora drill): no cluster is made at install time. initdb and
+# mariadb-install-db refuse a user without a passwd entry, and the webhook
+# runs the sidecar as the database's user: 65532 (the default) and the uids
+# of the common database images (999: postgres, mysql, mariadb, redis;
+# 1001: bitnami; 70: alpine postgres; 26: Red Hat postgresql) get one.
 RUN mkdir -p /etc/postgresql-common \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf \
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates postgresql-client mariadb-client redis-server redis-tools postgresql-17 mariadb-server-core \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/* /var/lib/postgresql/* \
- && echo 'remora:x:65532:65532::/tmp:/usr/sbin/nologin' >> /etc/passwd
+ && echo 'remora:x:65532:65532::/tmp:/usr/sbin/nologin' >> /etc/passwd \
+ && for id in 999 1001 70 26; do getent passwd $id >/dev/null || echo "db$id:x:$id:$id::/tmp:/usr/sbin/nologin" >> /etc/passwd; done
 COPY --from=build /out/remora /usr/local/bin/remora
 # Non-root by default; the webhook gives the sidecar the database's user. Only
 # /tmp and /run/remora (emptyDirs in the pod) are written, so the root

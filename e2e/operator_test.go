@@ -135,6 +135,11 @@ func operate(t *testing.T, parent *node, w workload, keyID string) {
 		}
 	}
 	n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "verify")
+	// A restore drill inside the sidecar: a throwaway server, as the
+	// database's user, within the sidecar's memory limit.
+	if out := n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "drill", "--latest"); !strings.Contains(out, "drill OK") {
+		t.Errorf("remora drill --latest:\n%s", out)
+	}
 	if st := n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "status"); !strings.Contains(st, keyID) {
 		t.Errorf("status does not name the signing key %s:\n%s", keyID, st)
 	}
