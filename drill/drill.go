@@ -102,9 +102,6 @@ func (r *runner) run(ctx context.Context) error {
 			others = append(others, obj)
 		}
 	}
-	sort.SliceStable(others, func(i, j int) bool { // roles before the databases that name them
-		return others[i].Kind == drivers.KindGlobals && others[j].Kind != drivers.KindGlobals
-	})
 	if len(others) > 0 {
 		if err := r.into(ctx, r.m.Driver, "server", others); err != nil {
 			return err
@@ -133,15 +130,44 @@ func (r *runner) into(ctx context.Context, driver, sub string, objs []repo.Objec
 		return err
 	}
 	opts := drivers.RestoreOptions{Into: sc.Into, Yes: true, Warn: func(msg string) { r.o.Logger.Warn(msg) }}
+	first, last := globalsOrder(driver, objs)
+	if err := r.restore(ctx, drv, first, opts); err != nil {
+		return err
+	}
+	for _, obj := range first {
+		if err := r.observe(ctx, drv, obj.Object, opts); err != nil {
+			return err
+		}
+	}
+	return r.restore(ctx, drv, last, opts)
+}
+
+// globalsOrder splits a backup's objects into those restored (and checked)
+// first and those restored last. PostgreSQL's roles come first: the
+// databases' objects name their owners. MySQL/MariaDB's accounts come
+// last: they replace the throwaway server's own root, which the drill
+// logs in as, and grants may name databases not yet there.
+func globalsOrder(driver string, objs []repo.ObjectRecord) (first, last []repo.ObjectRecord) {
+	var globals, rest []repo.ObjectRecord
+	for _, o := range objs {
+		if o.Kind == drivers.KindGlobals {
+			globals = append(globals, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	if driver == "postgres" {
+		return append(globals, rest...), nil
+	}
+	return rest, globals
+}
+
+// restore loads objs into the throwaway server, in order.
+func (r *runner) restore(ctx context.Context, drv drivers.Driver, objs []repo.ObjectRecord, opts drivers.RestoreOptions) error {
 	for _, obj := range objs {
 		r.o.Logger.Info("drill: restoring", "object", obj.Key)
 		if err := repo.RestoreObject(ctx, r.st, r.m, r.o.Identities, obj, drv, opts); err != nil {
 			return fmt.Errorf("restore of %s failed: %w", obj.Name, err)
-		}
-	}
-	for _, obj := range objs {
-		if err := r.observe(ctx, drv, obj.Object, opts); err != nil {
-			return err
 		}
 	}
 	return nil
