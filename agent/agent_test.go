@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // fakeClock is a clock the test moves.
@@ -190,5 +193,33 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	a.reload()
 	if st := a.Status(); st.Schedule != "@daily" || st.ConfigError != "" {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// The schedule's longest interval is a metric, so an alert can tell a
+// backup older than the schedule allows; it follows the annotation.
+func TestScheduleIntervalMetric(t *testing.T) {
+	a := newTestAgent(t, newFakeClock(time.Now()), `remora.dev/schedule="0 9-17 * * 1-5"`+"\n")
+	interval := func() string {
+		n, err := testutil.GatherAndCount(a.metrics.reg, MetricScheduleInterval)
+		if err != nil || n != 1 {
+			return fmt.Sprintf("%d series (%v)", n, err)
+		}
+		return fmt.Sprint(testutil.ToFloat64(a.metrics.scheduleInterval))
+	}
+	if got, want := interval(), fmt.Sprint((64 * time.Hour).Seconds()); got != want {
+		t.Fatalf("interval %s, want %s", got, want)
+	}
+	for _, tc := range []struct{ annotations, want string }{
+		{`remora.dev/schedule="@every 6h"`, "21600"},
+		{`remora.dev/schedule="whenever"`, "21600"},              // invalid: the last good schedule stays
+		{`remora.dev/schedule="0 0 30 2 *"`, "0 series (<nil>)"}, // never runs: no interval
+		{``, "86400"}, // the default, daily
+	} {
+		os.WriteFile(a.cfg.AnnotationsFile, []byte(tc.annotations+"\n"), 0o644)
+		a.reload()
+		if got := interval(); got != tc.want {
+			t.Errorf("%s: interval %s, want %s", tc.annotations, got, tc.want)
+		}
 	}
 }

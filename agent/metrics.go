@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"remora.dev/remora/drivers/postgres"
+	"remora.dev/remora/schedule"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,6 +33,9 @@ const (
 	MetricWALLagSeconds = "remora_wal_archive_lag_seconds"
 	MetricWALRetained   = "remora_wal_slot_retained_bytes"
 	MetricWALGaps       = "remora_wal_gaps_total"
+	// MetricScheduleInterval is the longest gap between two scheduled
+	// runs: a backup older than that (and a run's duration) missed one.
+	MetricScheduleInterval = "remora_backup_schedule_interval_seconds"
 )
 
 type metrics struct {
@@ -44,6 +48,7 @@ type metrics struct {
 	retentionStopped                prometheus.Counter
 	slotRetained                    prometheus.Gauge
 	runs                            *prometheus.CounterVec
+	scheduleInterval                *prometheus.GaugeVec // no labels: absent for a schedule that never runs
 }
 
 func newMetrics() *metrics {
@@ -75,9 +80,22 @@ func newMetrics() *metrics {
 	m.slotRetained = g(MetricWALRetained, "WAL the replication slot holds back on the server, in bytes (read every minute while WAL streaming is on).")
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRuns, Help: "Backup runs by result."}, []string{"result"})
 	m.reg.MustRegister(m.runs)
+	m.scheduleInterval = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricScheduleInterval,
+		Help: "The longest time between two consecutive runs of the schedule in force, in seconds; absent when it never runs."}, nil)
+	m.reg.MustRegister(m.scheduleInterval)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.configValid.Set(1)
 	return m
+}
+
+// setSchedule sets the schedule interval metric for s.
+func (m *metrics) setSchedule(s schedule.Schedule) {
+	d, ok := s.MaxInterval()
+	if !ok {
+		m.scheduleInterval.Reset()
+		return
+	}
+	m.scheduleInterval.WithLabelValues().Set(d.Seconds())
 }
 
 // walFrom registers the WAL streamer's metrics, read from stats at each
