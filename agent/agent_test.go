@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -220,6 +221,41 @@ func TestScheduleIntervalMetric(t *testing.T) {
 		a.reload()
 		if got := interval(); got != tc.want {
 			t.Errorf("%s: interval %s, want %s", tc.annotations, got, tc.want)
+		}
+	}
+}
+
+// The start of the newest failed run is a metric: newer than the last
+// success, the last run failed. A run that is not this pod's to do (another
+// member backs up) changes neither.
+func TestLastFailureMetric(t *testing.T) {
+	clock := newFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a := newTestAgent(t, clock, `remora.dev/schedule="@hourly"`+"\n")
+	var outcome func(r *run) error
+	a.backupFn = func(ctx context.Context, r *run) error { return outcome(r) }
+	for _, tc := range []struct {
+		name                string
+		outcome             func(r *run) error
+		wantFailure, wantOK float64 // hours after the start
+	}{
+		{"failed", func(*run) error { return errors.New("connection refused") }, 1, 0},
+		{"not this member's", func(r *run) error { r.result.Skipped = "not the primary"; return nil }, 1, 0},
+		{"succeeded", func(*run) error { return nil }, 1, 3},
+		{"failed again", func(*run) error { return errors.New("disk full") }, 4, 3},
+	} {
+		clock.advance(clock.Now().Add(time.Hour))
+		outcome = tc.outcome
+		r, _ := a.trigger(context.Background(), triggerRequest)
+		<-r.done
+		at := func(hours float64) float64 { // 0: never
+			if hours == 0 {
+				return 0
+			}
+			return float64(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix()) + 3600*hours
+		}
+		failure, ok := testutil.ToFloat64(a.metrics.lastFailure), testutil.ToFloat64(a.metrics.lastSuccess)
+		if failure != at(tc.wantFailure) || ok != at(tc.wantOK) {
+			t.Errorf("%s: last failure %v, last success %v; want %v and %v", tc.name, failure, ok, at(tc.wantFailure), at(tc.wantOK))
 		}
 	}
 }

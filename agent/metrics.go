@@ -14,6 +14,7 @@ import (
 const (
 	MetricLastSuccess   = "remora_backup_last_success_timestamp_seconds"
 	MetricLastRun       = "remora_backup_last_run_timestamp_seconds"
+	MetricLastFailure   = "remora_backup_last_failure_timestamp_seconds"
 	MetricDuration      = "remora_backup_duration_seconds"
 	MetricSize          = "remora_backup_size_bytes"
 	MetricFailures      = "remora_backup_failures_total"
@@ -46,6 +47,7 @@ type metrics struct {
 	bytesRead, bytesWritten         prometheus.Counter
 	notifyErrors, destFailures      prometheus.Counter
 	retentionStopped                prometheus.Counter
+	lastFailure                     prometheus.Gauge
 	slotRetained                    prometheus.Gauge
 	runs                            *prometheus.CounterVec
 	scheduleInterval                *prometheus.GaugeVec // no labels: absent for a schedule that never runs
@@ -65,6 +67,7 @@ func newMetrics() *metrics {
 	}
 	m.lastSuccess = g(MetricLastSuccess, "Start time of the newest successful backup (read from storage at start-up), in Unix seconds.")
 	m.lastRun = g(MetricLastRun, "Start time of the last run, successful or not, in Unix seconds.")
+	m.lastFailure = g(MetricLastFailure, "Start time of the newest failed run, in Unix seconds (0: none since the agent started); after the last success, the last run failed.")
 	m.duration = g(MetricDuration, "Duration of the last successful backup.")
 	m.size = g(MetricSize, "Stored size of the last successful backup.")
 	m.configValid = g(MetricConfigValid, "1 if the pod's remora.dev annotations are valid, 0 if the agent runs on its last good configuration.")

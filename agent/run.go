@@ -111,6 +111,7 @@ func (a *Agent) record(r *run, err error) {
 	default:
 		m.runs.WithLabelValues("failure").Inc()
 		m.failures.Inc()
+		m.lastFailure.Set(float64(r.started.Unix()))
 		m.destFailures.Add(float64(len(res.FailedIn)))
 		a.log.Error("backup failed", "run", r.n, "error", err, "seconds", res.Seconds)
 	}
