@@ -259,3 +259,25 @@ func TestLastFailureMetric(t *testing.T) {
 		}
 	}
 }
+
+// A run that fails in the same second as the success before it still reads
+// as the last run failed: the timestamps keep their fractions of a second.
+func TestLastFailureWithinTheSecond(t *testing.T) {
+	clock := newFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 200e6, time.UTC))
+	a := newTestAgent(t, clock, `remora.dev/schedule="@hourly"`+"\n")
+	for _, fail := range []bool{false, true} {
+		a.backupFn = func(ctx context.Context, r *run) error {
+			if fail {
+				return errors.New("connection refused")
+			}
+			return nil
+		}
+		r, _ := a.trigger(context.Background(), triggerRequest)
+		<-r.done
+		clock.advance(clock.Now().Add(500 * time.Millisecond))
+	}
+	failure, ok := testutil.ToFloat64(a.metrics.lastFailure), testutil.ToFloat64(a.metrics.lastSuccess)
+	if !(failure > ok) {
+		t.Errorf("last failure %f, last success %f: the failure is not the newer", failure, ok)
+	}
+}

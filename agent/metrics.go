@@ -91,6 +91,11 @@ func newMetrics() *metrics {
 	return m
 }
 
+// unixSeconds is t as the timestamp gauges give it: in seconds, with their
+// fractions, so that of two runs started within one second the later is
+// still the newer.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
 // setSchedule sets the schedule interval metric for s.
 func (m *metrics) setSchedule(s schedule.Schedule) {
 	d, ok := s.MaxInterval()
