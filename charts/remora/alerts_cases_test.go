@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,12 +18,14 @@ type scrapes struct {
 	healthy map[string]string // after a successful backup
 	invalid map[string]string // with an invalid annotation
 	failed  map[string]string // after a failed run
+	notOurs map[string]string // after a run that was another member's turn, before any backup
 }
 
 // scrapeAgent runs `remora agent` beside a real PostgreSQL with the default
-// schedule (daily), as tests/agentpod does, and scrapes it after a backup,
-// with an invalid annotation, and after a run that failed because the
-// database was gone. The timestamps are moved so that the backup started at
+// schedule (daily), as tests/agentpod does, and scrapes it after a run that
+// was a replica's turn (the server is a primary), after a backup, with an
+// invalid annotation, and after a run that failed because the database was
+// gone. The timestamps are moved so that the backup started at
 // 1m of the test's clock.
 func scrapeAgent(t *testing.T) scrapes {
 	t.Helper()
@@ -31,12 +34,18 @@ func scrapeAgent(t *testing.T) scrapes {
 	podinfo, socket := t.TempDir(), filepath.Join(testenv.SocketDir(t), "agent.sock")
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	seen := map[string]string{"kubernetes.io/config.seen": "2026-11-24T10:00:00Z"}
-	testenv.WriteDownwardAPI(t, podinfo, seen)
+	testenv.WriteDownwardAPI(t, podinfo, map[string]string{"remora.dev/member": "replica"})
 	env := []string{"REMORA_STORAGE=file://" + t.TempDir(), "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_ANNOTATIONS=" + filepath.Join(podinfo, "annotations"),
 		"REMORA_SOCKET=" + socket, "REMORA_METRICS_ADDR=" + metricsAddr}
 	ag := clitest.StartAgent(t, remora, env, socket)
 
+	if r := remora.Must(t, env, "backup", "--wait"); !strings.Contains(r.Stdout, "no backup") {
+		t.Fatalf("a replica's turn on a primary: %s", r)
+	}
+	notOurs := testenv.Scrape(t, metricsAddr)
+	testenv.WriteDownwardAPI(t, podinfo, seen)
+	ag.WaitLog(t, `"msg":"configuration changed"`, 30*time.Second)
 	remora.Must(t, env, "backup", "--wait")
 	healthy := testenv.Scrape(t, metricsAddr)
 	for _, name := range []string{"remora_backup_last_failure_timestamp_seconds", "remora_backup_duration_seconds",
@@ -51,10 +60,9 @@ func scrapeAgent(t *testing.T) scrapes {
 	base := mustFloat(t, testenv.MetricValue(healthy, "remora_backup_last_success_timestamp_seconds"), "last success") - 60
 
 	testenv.WriteDownwardAPI(t, podinfo, map[string]string{"remora.dev/schedule": "every day"})
-	ag.WaitLog(t, "annotations are not valid", 30*time.Second)
-	invalid := testenv.Scrape(t, metricsAddr)
+	invalid := scrapeUntil(t, metricsAddr, "remora_config_valid", "0")
 	testenv.WriteDownwardAPI(t, podinfo, seen)
-	ag.WaitLog(t, "annotations are valid again", 30*time.Second)
+	scrapeUntil(t, metricsAddr, "remora_config_valid", "1")
 
 	pg.Kill()
 	if r := remora.Run(t, env, "backup", "--wait"); r.Code == 0 {
@@ -64,7 +72,19 @@ func scrapeAgent(t *testing.T) scrapes {
 	if ok, err := ag.Stop(syscall.SIGTERM, 10*time.Second); !ok || err != nil {
 		t.Errorf("the agent's exit: %v, %v\n%s", ok, err, ag.Logs())
 	}
-	return scrapes{healthy: fromScrape(t, healthy, base), invalid: fromScrape(t, invalid, base), failed: fromScrape(t, failed, base)}
+	return scrapes{healthy: fromScrape(t, healthy, base), invalid: fromScrape(t, invalid, base), failed: fromScrape(t, failed, base),
+		notOurs: fromScrape(t, notOurs, base)}
+}
+
+// scrapeUntil scrapes the agent at addr until metric has the value want.
+func scrapeUntil(t *testing.T, addr, metric, want string) string {
+	t.Helper()
+	var text string
+	testenv.WaitFor(t, metric+" = "+want, 30*time.Second, func() bool {
+		text = testenv.Scrape(t, addr)
+		return testenv.MetricValue(text, metric) == want
+	})
+	return text
 }
 
 // scrapedCases are the real agent's series as scraped, and as time passes
@@ -76,6 +96,7 @@ func scrapedCases(s scrapes) []alertCase {
 			quiet("RemoraBackupTooOld", 25*time.Hour+5*time.Minute),
 			alertCheck{at: 25*time.Hour + 21*time.Minute, alert: "RemoraBackupTooOld",
 				fire: sidecarAlert("No backup of shop/db-0 for 1d 1h 20m 0s, longer than its schedule allows")})},
+		{"scraped after a run that was another member's turn, a day on", s.notOurs, quiet("", 2*time.Hour, 26*time.Hour)},
 		{"scraped after a failed run", s.failed, []alertCheck{{at: time.Minute, alert: "RemoraBackupFailed",
 			fire: sidecarAlert("The last backup run of shop/db-0 failed")}}},
 		{"scraped with an invalid annotation", s.invalid, append(quiet("RemoraConfigInvalid", 4*time.Minute),
@@ -99,8 +120,9 @@ func backupCases(healthy map[string]string) []alertCase {
 		return fired{labels: l, summary: summary}
 	}
 	return []alertCase{
-		{"no backup ever, the agent up for longer than an hourly schedule allows", with(healthy,
-			"remora_backup_last_success_timestamp_seconds", steady(0), "process_start_time_seconds", steady(0),
+		{"no run ever, the agent up for longer than an hourly schedule allows", with(healthy,
+			"remora_backup_last_success_timestamp_seconds", steady(0), "remora_backup_last_run_timestamp_seconds", steady(0),
+			"process_start_time_seconds", steady(0),
 			"remora_backup_schedule_interval_seconds", steady(3600)),
 			append(quiet("RemoraBackupTooOld", 2*time.Hour+5*time.Minute), alertCheck{at: 2*time.Hour + 15*time.Minute, alert: "RemoraBackupTooOld",
 				fire: sidecarAlert("No backup of shop/db-0 for 2h 15m 0s, longer than its schedule allows")})},
