@@ -8,6 +8,7 @@ LDFLAGS   := -X remora.dev/remora/internal/version.version=$(VERSION)
 export REMORA_VERSITYGW ?= $(CURDIR)/bin/versitygw
 export REMORA_FAKE_GCS ?= $(CURDIR)/bin/fake-gcs-server
 export REMORA_HELM ?= $(CURDIR)/bin/helm
+export REMORA_PROMTOOL ?= $(CURDIR)/bin/promtool
 export REMORA_AZURITE ?= $(CURDIR)/bin/azurite
 # kube-apiserver and etcd for the webhook's tests, built once into a cache
 # outside the clone (hack/kube-binaries.sh).
@@ -41,6 +42,10 @@ bin/fake-gcs-server: tools/fake-gcs-server/go.mod tools/fake-gcs-server/go.sum
 bin/helm: tools/helm/go.mod tools/helm/go.sum
 	$(GO) -C tools/helm build -o $(CURDIR)/bin/helm helm.sh/helm/v3/cmd/helm
 
+# promtool, pinned in tools/promtool, to test the chart's alerting rules.
+bin/promtool: tools/promtool/go.mod tools/promtool/go.sum
+	$(GO) -C tools/promtool build -o $(CURDIR)/bin/promtool github.com/prometheus/prometheus/cmd/promtool
+
 deps:
 	hack/install-deps.sh
 
@@ -52,7 +57,7 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e
 
-test: deps bin/versitygw bin/fake-gcs-server bin/helm bin/azurite kube-bins vet
+test: deps bin/versitygw bin/fake-gcs-server bin/helm bin/promtool bin/azurite kube-bins vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # The main demo: the operator's path on a throwaway one-node cluster

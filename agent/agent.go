@@ -124,6 +124,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.spec = s
+	a.metrics.setSchedule(s.Schedule)
 	a.reload()
 	return a, nil
 }
@@ -199,6 +200,9 @@ func (a *Agent) reload() {
 	if !reflect.DeepEqual(s, a.spec) {
 		if a.ready {
 			a.log.Info("configuration changed", "schedule", s.Schedule.String(), "retention", s.Retention.String())
+		}
+		if s.Schedule.Expanded() != a.spec.Schedule.Expanded() {
+			a.metrics.setSchedule(s.Schedule)
 		}
 		a.spec = s
 		select {

@@ -2,11 +2,15 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // fakeClock is a clock the test moves.
@@ -190,5 +194,90 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	a.reload()
 	if st := a.Status(); st.Schedule != "@daily" || st.ConfigError != "" {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// The schedule's longest interval is a metric, so an alert can tell a
+// backup older than the schedule allows; it follows the annotation.
+func TestScheduleIntervalMetric(t *testing.T) {
+	a := newTestAgent(t, newFakeClock(time.Now()), `remora.dev/schedule="0 9-17 * * 1-5"`+"\n")
+	interval := func() string {
+		n, err := testutil.GatherAndCount(a.metrics.reg, MetricScheduleInterval)
+		if err != nil || n != 1 {
+			return fmt.Sprintf("%d series (%v)", n, err)
+		}
+		return fmt.Sprint(testutil.ToFloat64(a.metrics.scheduleInterval))
+	}
+	if got, want := interval(), fmt.Sprint((64 * time.Hour).Seconds()); got != want {
+		t.Fatalf("interval %s, want %s", got, want)
+	}
+	for _, tc := range []struct{ annotations, want string }{
+		{`remora.dev/schedule="@every 6h"`, "21600"},
+		{`remora.dev/schedule="whenever"`, "21600"},              // invalid: the last good schedule stays
+		{`remora.dev/schedule="0 0 30 2 *"`, "0 series (<nil>)"}, // never runs: no interval
+		{``, "86400"}, // the default, daily
+	} {
+		os.WriteFile(a.cfg.AnnotationsFile, []byte(tc.annotations+"\n"), 0o644)
+		a.reload()
+		if got := interval(); got != tc.want {
+			t.Errorf("%s: interval %s, want %s", tc.annotations, got, tc.want)
+		}
+	}
+}
+
+// The start of the newest failed run is a metric: newer than the last
+// success, the last run failed. A run that is not this pod's to do (another
+// member backs up) changes neither.
+func TestLastFailureMetric(t *testing.T) {
+	clock := newFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a := newTestAgent(t, clock, `remora.dev/schedule="@hourly"`+"\n")
+	var outcome func(r *run) error
+	a.backupFn = func(ctx context.Context, r *run) error { return outcome(r) }
+	for _, tc := range []struct {
+		name                string
+		outcome             func(r *run) error
+		wantFailure, wantOK float64 // hours after the start
+	}{
+		{"failed", func(*run) error { return errors.New("connection refused") }, 1, 0},
+		{"not this member's", func(r *run) error { r.result.Skipped = "not the primary"; return nil }, 1, 0},
+		{"succeeded", func(*run) error { return nil }, 1, 3},
+		{"failed again", func(*run) error { return errors.New("disk full") }, 4, 3},
+	} {
+		clock.advance(clock.Now().Add(time.Hour))
+		outcome = tc.outcome
+		r, _ := a.trigger(context.Background(), triggerRequest)
+		<-r.done
+		at := func(hours float64) float64 { // 0: never
+			if hours == 0 {
+				return 0
+			}
+			return float64(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix()) + 3600*hours
+		}
+		failure, ok := testutil.ToFloat64(a.metrics.lastFailure), testutil.ToFloat64(a.metrics.lastSuccess)
+		if failure != at(tc.wantFailure) || ok != at(tc.wantOK) {
+			t.Errorf("%s: last failure %v, last success %v; want %v and %v", tc.name, failure, ok, at(tc.wantFailure), at(tc.wantOK))
+		}
+	}
+}
+
+// A run that fails in the same second as the success before it still reads
+// as the last run failed: the timestamps keep their fractions of a second.
+func TestLastFailureWithinTheSecond(t *testing.T) {
+	clock := newFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 200e6, time.UTC))
+	a := newTestAgent(t, clock, `remora.dev/schedule="@hourly"`+"\n")
+	for _, fail := range []bool{false, true} {
+		a.backupFn = func(ctx context.Context, r *run) error {
+			if fail {
+				return errors.New("connection refused")
+			}
+			return nil
+		}
+		r, _ := a.trigger(context.Background(), triggerRequest)
+		<-r.done
+		clock.advance(clock.Now().Add(500 * time.Millisecond))
+	}
+	failure, ok := testutil.ToFloat64(a.metrics.lastFailure), testutil.ToFloat64(a.metrics.lastSuccess)
+	if !(failure > ok) {
+		t.Errorf("last failure %f, last success %f: the failure is not the newer", failure, ok)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"remora.dev/remora/drivers/postgres"
+	"remora.dev/remora/schedule"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -13,6 +14,7 @@ import (
 const (
 	MetricLastSuccess   = "remora_backup_last_success_timestamp_seconds"
 	MetricLastRun       = "remora_backup_last_run_timestamp_seconds"
+	MetricLastFailure   = "remora_backup_last_failure_timestamp_seconds"
 	MetricDuration      = "remora_backup_duration_seconds"
 	MetricSize          = "remora_backup_size_bytes"
 	MetricFailures      = "remora_backup_failures_total"
@@ -37,6 +39,9 @@ const (
 	MetricDrillLastRun     = "remora_drill_last_run_timestamp_seconds"
 	MetricDrillFailures    = "remora_drill_failures_total"
 	MetricDrillDuration    = "remora_drill_duration_seconds"
+	// MetricScheduleInterval is the longest gap between two scheduled
+	// runs: a backup older than that (and a run's duration) missed one.
+	MetricScheduleInterval = "remora_backup_schedule_interval_seconds"
 )
 
 type metrics struct {
@@ -47,11 +52,13 @@ type metrics struct {
 	bytesRead, bytesWritten         prometheus.Counter
 	notifyErrors, destFailures      prometheus.Counter
 	retentionStopped                prometheus.Counter
+	lastFailure                     prometheus.Gauge
 	slotRetained                    prometheus.Gauge
 	runs                            *prometheus.CounterVec
 	drillLastSuccess, drillLastRun  prometheus.Gauge
 	drillDuration                   prometheus.Gauge
 	drillFailures                   prometheus.Counter
+	scheduleInterval                *prometheus.GaugeVec // no labels: absent for a schedule that never runs
 }
 
 func newMetrics() *metrics {
@@ -68,6 +75,7 @@ func newMetrics() *metrics {
 	}
 	m.lastSuccess = g(MetricLastSuccess, "Start time of the newest successful backup (read from storage at start-up), in Unix seconds.")
 	m.lastRun = g(MetricLastRun, "Start time of the last run, successful or not, in Unix seconds.")
+	m.lastFailure = g(MetricLastFailure, "Start time of the newest failed run, in Unix seconds (0: none since the agent started); after the last success, the last run failed.")
 	m.duration = g(MetricDuration, "Duration of the last successful backup.")
 	m.size = g(MetricSize, "Stored size of the last successful backup.")
 	m.configValid = g(MetricConfigValid, "1 if the pod's remora.dev annotations are valid, 0 if the agent runs on its last good configuration.")
@@ -87,9 +95,27 @@ func newMetrics() *metrics {
 	m.drillFailures = c(MetricDrillFailures, "Restore drills that failed: the backup did not restore, or did not match its dump.")
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRuns, Help: "Backup runs by result."}, []string{"result"})
 	m.reg.MustRegister(m.runs)
+	m.scheduleInterval = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricScheduleInterval,
+		Help: "The longest time between two consecutive runs of the schedule in force, in seconds; absent when it never runs."}, nil)
+	m.reg.MustRegister(m.scheduleInterval)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.configValid.Set(1)
 	return m
+}
+
+// unixSeconds is t as the timestamp gauges give it: in seconds, with their
+// fractions, so that of two runs started within one second the later is
+// still the newer.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// setSchedule sets the schedule interval metric for s.
+func (m *metrics) setSchedule(s schedule.Schedule) {
+	d, ok := s.MaxInterval()
+	if !ok {
+		m.scheduleInterval.Reset()
+		return
+	}
+	m.scheduleInterval.WithLabelValues().Set(d.Seconds())
 }
 
 // walFrom registers the WAL streamer's metrics, read from stats at each

@@ -113,20 +113,21 @@ func (a *Agent) record(r *run, err error) {
 	m := a.metrics
 	m.bytesRead.Add(float64(snap.BytesRead))
 	m.bytesWritten.Add(float64(snap.BytesStored))
-	m.lastRun.Set(float64(r.started.Unix()))
+	m.lastRun.Set(unixSeconds(r.started))
 	switch {
 	case res.Skipped != "" && err == nil:
 		m.runs.WithLabelValues("skipped").Inc()
 		a.log.Info("no backup: this pod is not the member that backs up", "run", r.n, "why", res.Skipped)
 	case res.OK:
 		m.runs.WithLabelValues("success").Inc()
-		m.lastSuccess.Set(float64(r.started.Unix()))
+		m.lastSuccess.Set(unixSeconds(r.started))
 		m.duration.Set(res.Seconds)
 		m.size.Set(float64(res.Size))
 		a.log.Info("backup succeeded", "run", r.n, "id", res.ID, "seconds", res.Seconds, "size", res.Size, "pruned", res.Pruned)
 	default:
 		m.runs.WithLabelValues("failure").Inc()
 		m.failures.Inc()
+		m.lastFailure.Set(unixSeconds(r.started))
 		m.destFailures.Add(float64(len(res.FailedIn)))
 		a.log.Error("backup failed", "run", r.n, "error", err, "seconds", res.Seconds)
 		if !res.Interrupted {
@@ -295,7 +296,7 @@ func (a *Agent) lastSuccessFromStorage(ctx context.Context) {
 			a.mu.Lock()
 			if a.lastOK.IsZero() {
 				a.lastOK = entries[i].Manifest.Started
-				a.metrics.lastSuccess.Set(float64(a.lastOK.Unix()))
+				a.metrics.lastSuccess.Set(unixSeconds(a.lastOK))
 			}
 			a.mu.Unlock()
 			return

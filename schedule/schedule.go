@@ -133,3 +133,55 @@ func (s Schedule) String() string { return s.spec }
 
 // Expanded is the schedule with H replaced by this pod's values.
 func (s Schedule) Expanded() string { return s.expanded }
+
+// The Gregorian calendar repeats its days of the week and leap years every
+// 28 years from 1901 to 2099, and so does a cron schedule's pattern of runs:
+// its gaps over 28 years from cycleStart are all the gaps it has.
+var cycleStart = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const cycleYears = 28
+
+// MaxInterval is the longest time between two consecutive runs: how old the
+// newest backup may be while the schedule is kept. False when the schedule
+// runs less than once in 5 years (as far as Next looks ahead) or never.
+//
+// A cron schedule runs at the same times of day on each day it matches (in
+// UTC there are no clock changes), so the gaps are those between the times of
+// one day and those from the last time of a matching day to the first of the
+// next: one Next per matching day, not per run.
+func (s Schedule) MaxInterval() (time.Duration, bool) {
+	const day = 24 * time.Hour
+	if d, ok := s.s.(cron.ConstantDelaySchedule); ok {
+		return d.Delay, true
+	}
+	if s.s == nil {
+		return 0, false
+	}
+	first := s.Next(cycleStart.Add(-time.Second))
+	if first.IsZero() {
+		return 0, false
+	}
+	today := first.Truncate(day)
+	firstOfDay, lastOfDay := first.Sub(today), first.Sub(today)
+	var longest time.Duration
+	for t := first; ; {
+		n := s.Next(t)
+		if n.IsZero() {
+			return 0, false
+		}
+		if n.Truncate(day) != today {
+			break
+		}
+		longest, lastOfDay, t = max(longest, n.Sub(t)), n.Sub(today), n
+	}
+	for end := cycleStart.AddDate(cycleYears, 0, 0); today.Before(end); {
+		n := s.Next(today.Add(day - time.Second))
+		if n.IsZero() {
+			return 0, false
+		}
+		next := n.Truncate(day)
+		longest = max(longest, next.Sub(today)-lastOfDay+firstOfDay)
+		today = next
+	}
+	return longest, true
+}

@@ -66,3 +66,44 @@ func TestHSpreads(t *testing.T) {
 		t.Fatalf("H(1-5) gave minute %d (%s)", m, s.Expanded())
 	}
 }
+
+// TestMaxInterval: the longest gap between two consecutive runs, which an
+// alert allows a backup's age; none for a schedule that never runs.
+func TestMaxInterval(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		spec string
+		want time.Duration // 0: none
+	}{
+		{"@every 6h", 6 * time.Hour},
+		{"@every 90m", 90 * time.Minute},
+		{"@hourly", time.Hour},
+		{"*/15 * * * *", 15 * time.Minute},
+		{"* * * * *", time.Minute},
+		{"30 2 * * *", day},
+		{"H H * * *", day},
+		{"0 2,20 * * *", 18 * time.Hour},         // 02:00 to 20:00
+		{"0 3 * * 1", 7 * day},                   // weekly
+		{"0 9-17 * * 1-5", 2*day + 16*time.Hour}, // Friday 17:00 to Monday 09:00
+		{"0 0 1 * *", 31 * day},                  // monthly
+		{"0 0 31 * *", 61 * day},                 // 31 August to 31 October
+		{"0 0 29 2 *", (3*365 + 366) * day},      // leap days
+		{"0 0 1 1 *", 366 * day},                 // yearly, across a leap year
+		{"0 0 13 * 5", 7 * day},                  // the 13th or any Friday
+		{"0 0 30 2 *", 0},                        // never
+		{"0 0 29 2 1", 350 * day},                // 29 February or a Monday in February: 22 February to 7 February
+		{"0 0 31 4 *", 0},                        // never
+	} {
+		s, err := Parse(tc.spec, "shop/db-0")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.spec, err)
+		}
+		got, ok := s.MaxInterval()
+		if !ok {
+			got = 0
+		}
+		if got != tc.want {
+			t.Errorf("%s: longest interval %s, want %s", tc.spec, got, tc.want)
+		}
+	}
+}

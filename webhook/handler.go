@@ -42,6 +42,22 @@ const (
 	MetricDuration   = "remora_webhook_admission_duration_seconds"
 	MetricInFlight   = "remora_webhook_admissions_in_flight"
 	MetricWaiting    = "remora_webhook_admissions_waiting"
+	// MetricNotInjected counts pods admitted without the sidecar, by why.
+	MetricNotInjected = "remora_webhook_pods_not_injected_total"
+)
+
+// Reasons of MetricNotInjected. Every pod the webhook sees is in a labelled
+// namespace, so each is one that might have expected backups: the first
+// three are choices, the others pods that asked for a backup or that the
+// webhook could not look at.
+const (
+	NotInjectedNotDetected = "not_detected"     // no database recognised and no remora.dev annotations
+	NotInjectedOptedOut    = "opted_out"        // remora.dev/inject: "false"
+	NotInjectedSystem      = "system_namespace" // kube-system, kube-public or the webhook's own
+	NotInjectedRunsAsRoot  = "runs_as_root"     // files only root may read (with a warning)
+	NotInjectedUndecodable = "undecodable"
+	NotInjectedTooLarge    = "too_large"
+	NotInjectedBusy        = "busy"
 )
 
 // Limits bound the admissions a Handler works on at once, and so its memory:
@@ -67,9 +83,11 @@ type Handler struct {
 	duration prometheus.Histogram
 	inFlight prometheus.Gauge
 	waiting  prometheus.Gauge
-	limits   Limits
-	slots    chan struct{} // one token per admission in flight
-	inSlot   func()        // tests: called once a request holds a slot
+	// notInjected counts pods admitted without the sidecar.
+	notInjected *prometheus.CounterVec
+	limits      Limits
+	slots       chan struct{} // one token per admission in flight
+	inSlot      func()        // tests: called once a request holds a slot
 }
 
 // NewHandler registers the webhook's metrics with reg. Its limits are
@@ -80,10 +98,12 @@ func NewHandler(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Handle
 		waiting:  prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricWaiting, Help: "Admission requests waiting for a slot (see --max-in-flight)."}),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricAdmissions,
 			Help: "Admission requests by result: injected, skipped, skipped_warning (not injected although asked for: see the warning), denied, undecodable (the pod could not be read: admitted unchanged with a warning), too_large (over 3 MiB: admitted unchanged with a warning when its UID can be read, else 413), busy (no slot free in time: admitted unchanged with a warning when its UID can be read, else 503), error."}, []string{"result"}),
+		notInjected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricNotInjected,
+			Help: "Pods admitted without the sidecar, by reason: not_detected, opted_out, system_namespace, runs_as_root (files only root may read), undecodable, too_large, busy (the last four with a warning)."}, []string{"reason"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDuration,
 			Help: "Time to answer an admission request.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}),
 	}
-	reg.MustRegister(h.total, h.duration, h.inFlight, h.waiting)
+	reg.MustRegister(h.total, h.duration, h.inFlight, h.waiting, h.notInjected)
 	h.SetLimits(DefaultLimits)
 	return h
 }
@@ -122,6 +142,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, res := Review(req, h.Config)
 	result = resultLabel(res)
+	if reason := notInjectedReason(res); resp.Allowed && reason != "" {
+		h.notInjected.WithLabelValues(reason).Inc()
+	}
 	if h.Log != nil {
 		h.Log.Info("admission", "namespace", req.Namespace, "name", req.Name, "result", result, "reason", res.Skip+res.Denied)
 	}
@@ -166,18 +189,19 @@ func (h *Handler) acquire(ctx context.Context) (release func(), ok bool) {
 func (h *Handler) answerBusy(w http.ResponseWriter, r *http.Request) {
 	prefix, _ := io.ReadAll(io.LimitReader(r.Body, uidPrefix))
 	if uid := requestUID(prefix); uid != "" {
-		h.admitUnchanged(w, uid, fmt.Sprintf(warnBusy, h.limits.MaxInFlight))
+		h.admitUnchanged(w, uid, NotInjectedBusy, fmt.Sprintf(warnBusy, h.limits.MaxInFlight))
 		return
 	}
 	http.Error(w, "the webhook is busy", http.StatusServiceUnavailable)
 }
 
 // admitUnchanged answers the request with uid: admitted unchanged, with
-// warning.
-func (h *Handler) admitUnchanged(w http.ResponseWriter, uid types.UID, warning string) {
+// warning, and counted as not injected for reason.
+func (h *Handler) admitUnchanged(w http.ResponseWriter, uid types.UID, reason, warning string) {
 	if h.Log != nil {
 		h.Log.Warn("admitted unchanged", "uid", uid, "reason", warning)
 	}
+	h.notInjected.WithLabelValues(reason).Inc()
 	writeReview(w, &admissionv1.AdmissionResponse{UID: uid, Allowed: true, Warnings: []string{warning}})
 }
 
@@ -221,7 +245,7 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request) (*admissionv1.A
 		return nil, "error"
 	case tooLarge:
 		if uid := requestUID(body); uid != "" {
-			h.admitUnchanged(w, uid, warnTooLarge)
+			h.admitUnchanged(w, uid, NotInjectedTooLarge, warnTooLarge)
 		} else {
 			http.Error(w, "the request is larger than 3 MiB", http.StatusRequestEntityTooLarge)
 		}
@@ -297,6 +321,20 @@ func resultLabel(res Result) string {
 	default:
 		return "skipped"
 	}
+}
+
+// notInjectedReason is why Mutate let a pod through without the sidecar, ""
+// when it injected or refused it or the pod has the sidecar already.
+func notInjectedReason(res Result) string {
+	switch {
+	case res.Patch != nil || res.Denied != "":
+		return ""
+	case res.Undecodable:
+		return NotInjectedUndecodable
+	case res.Warn:
+		return NotInjectedRunsAsRoot
+	}
+	return map[string]string{SkipNotDatabase: NotInjectedNotDetected, SkipOptOut: NotInjectedOptedOut, SkipSystemNamespace: NotInjectedSystem}[res.Skip]
 }
 
 // Review answers an AdmissionReview request.

@@ -172,3 +172,60 @@ func TestUndecodablePodIsAdmitted(t *testing.T) {
 		t.Errorf("undecodable = %v, want 4", got)
 	}
 }
+
+// Every pod the handler admits without the sidecar is counted by why, so an
+// alert can tell pods in a labelled namespace that get no backups; pods
+// injected, already injected or refused are not, nor a request answered with
+// an HTTP error (the API server counts its own fail-open).
+func TestNotInjectedCounted(t *testing.T) {
+	pod := func(edit func(*corev1.Pod)) []byte {
+		p := postgresPod()
+		edit(p)
+		b, _ := json.Marshal(p)
+		return b
+	}
+	rootFiles := pod(func(p *corev1.Pod) {
+		p.Annotations = map[string]string{"remora.dev/driver": "files", "remora.dev/container": "postgres", "remora.dev/paths": "/srv"}
+		p.Spec.Containers[0].Image = "ghcr.io/example/cms:2.1"
+		p.Spec.Containers[0].SecurityContext = nil
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(int64(0))}
+	})
+	inOwn, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: "own", Namespace: "remora-system", Object: runtime.RawExtension{Raw: pod(func(*corev1.Pod) {})}}})
+	for _, tc := range []struct {
+		name   string
+		body   []byte
+		busy   bool
+		reason string // "": not counted
+	}{
+		{"injected", reviewOf("u", pod(func(*corev1.Pod) {})), false, ""},
+		{"already injected", reviewOf("u", pod(func(p *corev1.Pod) { p.Annotations["remora.dev/status"] = "injected" })), false, ""},
+		{"refused", reviewOf("u", pod(func(p *corev1.Pod) { p.Annotations["remora.dev/schedule"] = "whenever" })), false, ""},
+		{"opted out", reviewOf("u", pod(func(p *corev1.Pod) { p.Annotations["remora.dev/inject"] = "false" })), false, "opted_out"},
+		{"no database", reviewOf("u", pod(func(p *corev1.Pod) { p.Spec.Containers[0].Image = "nginx:1.27" })), false, "not_detected"},
+		{"the webhook's namespace", inOwn, false, "system_namespace"},
+		{"files only root can read", reviewOf("u", rootFiles), false, "runs_as_root"},
+		{"undecodable", reviewOf("u", []byte(`{"spec":{"containers":"x"}}`)), false, "undecodable"},
+		{"too large", reviewOf("u", hugePod(4<<20)), false, "too_large"},
+		{"too large, no UID", bytes.Repeat([]byte(" "), 4<<20), false, ""},
+		{"busy", reviewOf("u", pod(func(*corev1.Pod) {})), true, "busy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHandler(goldenConfig(), nil, prometheus.NewRegistry())
+			if tc.busy {
+				h.SetLimits(Limits{MaxInFlight: 1})
+				h.slots <- struct{}{} // the one slot is taken
+			}
+			req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			n := testutil.CollectAndCount(h.notInjected)
+			switch {
+			case tc.reason == "" && n != 0:
+				t.Errorf("counted as not injected: %d series", n)
+			case tc.reason != "" && (n != 1 || testutil.ToFloat64(h.notInjected.WithLabelValues(tc.reason)) != 1):
+				t.Errorf("%d series, want one with reason %s", n, tc.reason)
+			}
+		})
+	}
+}

@@ -142,6 +142,17 @@ func Helm(t testing.TB) string {
 	return p
 }
 
+// Promtool returns the promtool binary that tests the chart's alerting rules
+// (REMORA_PROMTOOL, else bin/promtool, else PATH).
+func Promtool(t testing.TB) string {
+	t.Helper()
+	p := lookPath("REMORA_PROMTOOL", "promtool")
+	if p == "" {
+		Missing(t, "promtool", "run `make bin/promtool` or set REMORA_PROMTOOL")
+	}
+	return p
+}
+
 // ChartWebhookConfig renders the chart and returns its
 // MutatingWebhookConfiguration, pointed at url instead of the Service (there is
 // no cluster network here), as envtest does.
