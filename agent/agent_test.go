@@ -213,8 +213,8 @@ func TestScheduleIntervalMetric(t *testing.T) {
 	}
 	for _, tc := range []struct{ annotations, want string }{
 		{`remora.dev/schedule="@every 6h"`, "21600"},
-		{`remora.dev/schedule="whenever"`, "21600"},              // invalid: the last good schedule stays
-		{`remora.dev/schedule="0 0 30 2 *"`, "0 series (<nil>)"}, // never runs: no interval
+		{`remora.dev/schedule="whenever"`, "21600"},   // invalid: the last good schedule stays
+		{`remora.dev/schedule="0 0 30 2 *"`, "21600"}, // never runs: refused like any invalid one
 		{``, "86400"}, // the default, daily
 	} {
 		os.WriteFile(a.cfg.AnnotationsFile, []byte(tc.annotations+"\n"), 0o644)

@@ -76,7 +76,13 @@ func Parse(spec, seed string) (Schedule, error) {
 	if err != nil {
 		return bad(err.Error())
 	}
-	return Schedule{spec: spec, expanded: expanded, s: s}, nil
+	sch := Schedule{spec: spec, expanded: expanded, s: s}
+	if sch.Next(cycleStart).IsZero() {
+		// The agent would otherwise wait for a zero time: run at once,
+		// again and again.
+		return bad("it never runs: no day matches (such as 30 February)")
+	}
+	return sch, nil
 }
 
 // expandH replaces H, H(a-b), H/n and H(a-b)/n in one field.
