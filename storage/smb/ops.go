@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudsoda/go-smb2"
+
 	"remora.dev/remora/storage"
 )
 
@@ -97,9 +99,15 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	_, _ = rand.Read(rnd[:])
 	tmp := parent(dst) + `\.` + dst[strings.LastIndex(dst, `\`)+1:] + tmpMarker + hex.EncodeToString(rnd[:])
 	tmp = strings.TrimPrefix(tmp, `\`)
-	n, err := s.write(ctx, c, tmp, dst, r)
+	// From here the requests do not end with ctx: ctx kills the connection.
+	stop := context.AfterFunc(ctx, c.kill)
+	n, err := s.write(ctx, c.share.WithContext(context.WithoutCancel(ctx)), tmp, dst, r)
+	stop()
 	if err != nil {
 		s.removeTmp(c, tmp)
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
 		if !isSMBErr(err) {
 			return n, err // the reader's error, or the caller's cancel
 		}
@@ -108,35 +116,18 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	return n, nil
 }
 
-// write copies r into tmp, flushes and closes it, then renames it to dst.
-// An error from r comes back unwrapped.
-func (s *Storage) write(ctx context.Context, c *conn, tmp, dst string, r io.Reader) (int64, error) {
-	f, err := c.share.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+// write copies r into tmp (several writes in flight: see copyTo), flushes
+// and closes it, then renames it to dst. An error from r comes back
+// unwrapped.
+func (s *Storage) write(ctx context.Context, share *smb2.Share, tmp, dst string, r io.Reader) (int64, error) {
+	f, err := share.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return 0, smbErr{err}
 	}
-	buf := make([]byte, bufSize)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			f.Close()
-			return n, err
-		}
-		m, rerr := io.ReadFull(r, buf)
-		if m > 0 {
-			if _, err := f.Write(buf[:m]); err != nil {
-				f.Close()
-				return n, smbErr{err}
-			}
-			n += int64(m)
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			f.Close()
-			return n, rerr
-		}
+	n, err := copyTo(ctx, f, r)
+	if err != nil {
+		f.Close()
+		return n, err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -145,7 +136,7 @@ func (s *Storage) write(ctx context.Context, c *conn, tmp, dst string, r io.Read
 	if err := f.Close(); err != nil {
 		return n, smbErr{err}
 	}
-	if err := c.share.Rename(tmp, dst); err != nil {
+	if err := share.Rename(tmp, dst); err != nil {
 		return n, smbErr{err}
 	}
 	return n, nil
@@ -165,9 +156,18 @@ func isSMBErr(err error) bool {
 
 // removeTmp removes a temporary file after a failed Put, even when the
 // Put's context has ended; what it cannot remove, Sweep will.
+// A killed connection is replaced.
 func (s *Storage) removeTmp(c *conn, tmp string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if c.killed.Load() {
+		var err error
+		if c, err = s.connect(ctx); err != nil {
+			s.log.Warn("could not remove the temporary file of a failed write; a later sweep will", "storage", s.String(), "file", strings.ReplaceAll(tmp, `\`, "/"), "err", err)
+			return
+		}
+		defer c.close()
+	}
 	if err := c.share.WithContext(ctx).Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("could not remove the temporary file of a failed write; a later sweep will", "storage", s.String(), "file", strings.ReplaceAll(tmp, `\`, "/"), "err", err)
 	}

@@ -20,11 +20,11 @@
 // the offset it reached, up to retries= times in a row, as long as the file
 // is unchanged.
 //
-// Memory: a Put holds one 1 MiB buffer, and a download one 1 MiB buffer; the
-// SMB client adds about as much for the request or answer in flight (SMB
-// reads and writes go at most 1 MiB at a time), and garbage until the next
-// collection: uploading and then downloading 300 MiB, the heap peaked at
-// 5 MiB. Each operation uses its own connection, closed when it ends.
+// Memory: a Put keeps 4 writes of 1 MiB in flight (the most the SMB client
+// sends in one request), so it holds up to four 1 MiB buffers and about as
+// much in the requests on the wire; a download holds one 1 MiB buffer and
+// its answer in flight. Garbage comes on top until the next collection.
+// Each operation uses its own connection, closed when it ends.
 package smb
 
 import (
@@ -37,6 +37,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudsoda/go-smb2"
@@ -172,8 +173,10 @@ func (s *Storage) String() string { return s.display }
 
 // conn is one connection to the share, for one operation.
 type conn struct {
-	sess  *smb2.Session
-	share *smb2.Share
+	tcp    net.Conn
+	sess   *smb2.Session
+	share  *smb2.Share
+	killed atomic.Bool
 }
 
 // connect dials the server, logs in and mounts the share; the share's
@@ -181,25 +184,44 @@ type conn struct {
 func (s *Storage) connect(ctx context.Context) (*conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	d := &smb2.Dialer{Initiator: &smb2.NTLMInitiator{User: s.user, Password: s.password, Domain: s.domain}}
-	sess, err := d.Dial(dctx, s.addr)
+	tcp, err := (&net.Dialer{}).DialContext(dctx, "tcp", s.addr)
 	if err != nil {
+		return nil, s.err("connect", "", err)
+	}
+	d := &smb2.Dialer{Initiator: &smb2.NTLMInitiator{User: s.user, Password: s.password, Domain: s.domain}}
+	sess, err := d.DialConn(dctx, tcp, s.addr)
+	if err != nil {
+		tcp.Close()
 		return nil, s.err("connect", "", err)
 	}
 	share, err := sess.WithContext(dctx).Mount(s.share)
 	if err != nil {
 		_ = sess.Logoff()
+		tcp.Close()
 		return nil, s.err("connect", "", err)
 	}
-	return &conn{sess: sess, share: share.WithContext(ctx)}, nil
+	return &conn{tcp: tcp, sess: sess, share: share.WithContext(ctx)}, nil
+}
+
+// kill closes the connection under its requests, which fail at once. A
+// request abandoned by its context instead may leave the SMB client
+// mid-send, and the connection unusable (the client reuses the send buffer
+// of the abandoned request), so a Put ends with kill when its context does.
+func (c *conn) kill() {
+	c.killed.Store(true)
+	c.tcp.Close()
 }
 
 // close logs off, which also closes the connection, waiting a few seconds
 // at most for the server.
 func (c *conn) close() {
+	if c.killed.Load() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = c.sess.WithContext(ctx).Logoff()
+	c.tcp.Close()
 }
 
 // NTSTATUS codes the errors tell apart ([MS-ERREF] 2.3).
