@@ -47,11 +47,11 @@ func parent(p string) string {
 // Check reports whether the server can be reached with the credentials, and
 // the share and the directory exist.
 func (s *Storage) Check(ctx context.Context) error {
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.release()
 	return s.checkRoot(c)
 }
 
@@ -81,11 +81,11 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	if err := storage.CheckKey(key); err != nil {
 		return 0, err
 	}
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer c.close()
+	defer c.release()
 	if err := s.checkRoot(c); err != nil {
 		return 0, err
 	}
@@ -105,6 +105,7 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	stop()
 	if err != nil {
 		s.removeTmp(c, tmp)
+		c.kill() // a failed Put is rare: do not reason about what it left
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
@@ -162,11 +163,11 @@ func (s *Storage) removeTmp(c *conn, tmp string) {
 	defer cancel()
 	if c.killed.Load() {
 		var err error
-		if c, err = s.connect(ctx); err != nil {
+		if c, err = s.get(ctx); err != nil {
 			s.log.Warn("could not remove the temporary file of a failed write; a later sweep will", "storage", s.String(), "file", strings.ReplaceAll(tmp, `\`, "/"), "err", err)
 			return
 		}
-		defer c.close()
+		defer c.release()
 	}
 	if err := c.share.WithContext(ctx).Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("could not remove the temporary file of a failed write; a later sweep will", "storage", s.String(), "file", strings.ReplaceAll(tmp, `\`, "/"), "err", err)
@@ -177,11 +178,11 @@ func (s *Storage) Stat(ctx context.Context, key string) (storage.Object, error) 
 	if err := storage.CheckKey(key); err != nil {
 		return storage.Object{}, err
 	}
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return storage.Object{}, err
 	}
-	defer c.close()
+	defer c.release()
 	st, err := c.share.Stat(s.path(key))
 	if errors.Is(err, fs.ErrNotExist) || err == nil && st.IsDir() {
 		return storage.Object{}, storage.NotExist(key)
@@ -198,11 +199,11 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 	if err := storage.CheckKey(key); err != nil {
 		return err
 	}
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.release()
 	p := s.path(key)
 	if err := c.share.Remove(p); errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -219,11 +220,11 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 
 // List walks the directory below the storage's that holds prefix.
 func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.release()
 	if err := s.checkRoot(c); err != nil {
 		return err
 	}
@@ -289,11 +290,11 @@ func (s *Storage) walk(c *conn, prefix string, fn func(key string, fi fs.FileInf
 // Sweep removes temporary files of interrupted Puts below prefix's
 // directory that were last written before olderThan.
 func (s *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time) (int, error) {
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer c.close()
+	defer c.release()
 	n := 0
 	err = s.walk(c, prefix, func(key string, fi fs.FileInfo) error {
 		if strings.Contains(fi.Name(), tmpMarker) && fi.ModTime().Before(olderThan) {
@@ -313,11 +314,11 @@ func (s *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time)
 // the modification time of a file made for the purpose, which lists never
 // show.
 func (s *Storage) Now(ctx context.Context) (time.Time, error) {
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer c.close()
+	defer c.release()
 	if err := s.checkRoot(c); err != nil {
 		return time.Time{}, err
 	}

@@ -24,7 +24,10 @@
 // sends in one request), so it holds up to four 1 MiB buffers and about as
 // much in the requests on the wire; a download holds one 1 MiB buffer and
 // its answer in flight. Garbage comes on top until the next collection.
-// Each operation uses its own connection, closed when it ends.
+// Each operation in flight has a connection of its own. One that ends its
+// operation intact waits for the next (up to 4 of them, for 30 s), which
+// checks it with an ECHO first; one that broke, or whose operation's context
+// ended, is closed.
 package smb
 
 import (
@@ -37,7 +40,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/cloudsoda/go-smb2"
@@ -73,6 +76,9 @@ type Storage struct {
 	display  string
 	xfer     storage.Transfer // stall= and retries=, for downloads
 	log      *slog.Logger
+
+	poolMu sync.Mutex
+	pool   []*conn // connections waiting for an operation
 }
 
 // open returns the storage an smb:// URL names. It contacts nothing: Check
@@ -170,59 +176,6 @@ func password(env, file string) (pw, from string, err error) {
 }
 
 func (s *Storage) String() string { return s.display }
-
-// conn is one connection to the share, for one operation.
-type conn struct {
-	tcp    net.Conn
-	sess   *smb2.Session
-	share  *smb2.Share
-	killed atomic.Bool
-}
-
-// connect dials the server, logs in and mounts the share; the share's
-// requests end when ctx does.
-func (s *Storage) connect(ctx context.Context) (*conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	defer cancel()
-	tcp, err := (&net.Dialer{}).DialContext(dctx, "tcp", s.addr)
-	if err != nil {
-		return nil, s.err("connect", "", err)
-	}
-	d := &smb2.Dialer{Initiator: &smb2.NTLMInitiator{User: s.user, Password: s.password, Domain: s.domain}}
-	sess, err := d.DialConn(dctx, tcp, s.addr)
-	if err != nil {
-		tcp.Close()
-		return nil, s.err("connect", "", err)
-	}
-	share, err := sess.WithContext(dctx).Mount(s.share)
-	if err != nil {
-		_ = sess.Logoff()
-		tcp.Close()
-		return nil, s.err("connect", "", err)
-	}
-	return &conn{tcp: tcp, sess: sess, share: share.WithContext(ctx)}, nil
-}
-
-// kill closes the connection under its requests, which fail at once. A
-// request abandoned by its context instead may leave the SMB client
-// mid-send, and the connection unusable (the client reuses the send buffer
-// of the abandoned request), so a Put ends with kill when its context does.
-func (c *conn) kill() {
-	c.killed.Store(true)
-	c.tcp.Close()
-}
-
-// close logs off, which also closes the connection, waiting a few seconds
-// at most for the server.
-func (c *conn) close() {
-	if c.killed.Load() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = c.sess.WithContext(ctx).Logoff()
-	c.tcp.Close()
-}
 
 // NTSTATUS codes the errors tell apart ([MS-ERREF] 2.3).
 const (

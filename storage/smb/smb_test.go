@@ -347,3 +347,85 @@ func (r *holdingReader) read() int {
 	defer r.mu.Unlock()
 	return r.off
 }
+
+// TestConnectionReuse: operations one after another share one connection
+// (a connection costs smbd a new process, and the client a negotiation and
+// a login); operations at the same time each have their own; connections
+// that broke while idle are replaced, failing no operation.
+func TestConnectionReuse(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartSMB(t)
+	srv.SetEnv(t)
+	dir := newDir(t, srv)
+	p := testenv.StartTCPProxy(t, srv.Addr)
+	s := open(t, strings.Replace(srv.URL(srv.Share, dir), srv.Addr, p.Addr, 1))
+	ops := func() {
+		t.Helper()
+		if err := s.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, "a/obj", strings.NewReader("content")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stat(ctx, "a/obj"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.List(ctx, "", func(storage.Object) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, s, "a/obj"); got != "content" {
+			t.Fatalf("read %q", got)
+		}
+		if _, err := s.(storage.Clock).Now(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops()
+	if n := p.Accepted(); n != 1 {
+		t.Fatalf("%d connections for operations one after another, want 1", n)
+	}
+
+	r1, err := s.Open(ctx, "a/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.Open(ctx, "a/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []io.ReadCloser{r1, r2} {
+		if b, err := io.ReadAll(r); err != nil || string(b) != "content" {
+			t.Fatalf("read %q, %v", b, err)
+		}
+		r.Close()
+	}
+	ops()
+	if n := p.Accepted(); n != 2 {
+		t.Fatalf("%d connections after two downloads at once, want 2", n)
+	}
+
+	// The next answer, on an idle connection, cuts it: twice, for both.
+	p.Arm(testenv.CutConn, 0)
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Arm(testenv.CutConn, 0)
+	ops()
+	if n, f := p.Accepted(), p.Fired(); n != 3 || f != 2 {
+		t.Fatalf("%d connections after %d cut, want 3 after 2", n, f)
+	}
+}
+
+func readAll(t *testing.T, s storage.Storage, key string) string {
+	t.Helper()
+	r, err := s.Open(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
