@@ -63,6 +63,7 @@ type TCPProxy struct {
 	accepted int
 	conns    []net.Conn
 	stop     chan struct{}
+	held     chan struct{} // closed by Release; nil when not held
 }
 
 // StartTCPProxy proxies to target (host:port) until the test ends.
@@ -114,6 +115,39 @@ func (p *TCPProxy) Arm(fault TCPFault, after int64) {
 	p.fault, p.left = fault, after
 }
 
+// Hold stops passing the servers' answers, on every connection, until
+// Release: the client's requests go on arriving at the server, unanswered.
+func (p *TCPProxy) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = make(chan struct{})
+	}
+}
+
+// Release passes the answers Hold kept back, and those that follow.
+func (p *TCPProxy) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		close(p.held)
+		p.held = nil
+	}
+}
+
+// wait returns when the proxy is not held, or stops.
+func (p *TCPProxy) wait() {
+	p.mu.Lock()
+	held := p.held
+	p.mu.Unlock()
+	if held != nil {
+		select {
+		case <-held:
+		case <-p.stop:
+		}
+	}
+}
+
 // Fired is how many faults were injected.
 func (p *TCPProxy) Fired() int {
 	p.mu.Lock()
@@ -137,6 +171,7 @@ func (p *TCPProxy) serve(c, up net.Conn) {
 	for {
 		n, err := up.Read(buf)
 		if n > 0 {
+			p.wait()
 			pass, fault := p.take(int64(n))
 			if _, werr := c.Write(buf[:pass]); werr != nil {
 				return

@@ -12,32 +12,153 @@ import (
 	"github.com/jlaffaye/ftp"
 )
 
-// conn is one logged-in control connection, used by one operation. The
-// context it was opened with bounds it: when the context ends, every
-// connection it made (control and data) is closed, which unblocks whatever
-// waits on them.
+// conn is one logged-in control connection, used by one operation at a
+// time. The operation's context bounds it while the operation holds it:
+// when the context ends, every connection it made (control and data) is
+// closed, which unblocks whatever waits on them. Between operations it waits
+// in the Storage's pool (see get and release).
 type conn struct {
 	*ftp.ServerConn
+	s      *Storage
 	mu     sync.Mutex
-	nets   []net.Conn
+	ctx    context.Context // the operation's, for the data connections it dials
+	nets   []net.Conn      // the control connection, then the operation's data connections
 	closed bool
+	broken bool        // the control connection failed, or a reply is left unread
 	stop   func() bool // stops the context's watch
+	idle   *time.Timer // closes it after the idle time in the pool
 }
 
-// dial opens a control connection and logs in.
-func (s *Storage) dial(ctx context.Context) (*conn, error) {
+// defaultIdleTime is how long a connection waits in the pool for another
+// operation before it logs out: long enough for the steps of one backup,
+// short enough to stay below servers' idle timeouts (vsftpd's is 300 s).
+const defaultIdleTime = 30 * time.Second
+
+// maxIdle bounds the connections a Storage keeps open while idle.
+const maxIdle = 4
+
+// get returns a logged-in connection for an operation bound by ctx: an idle
+// one from the pool that still answers (NOOP), else a new one. Logging in
+// costs several round trips (and a TLS handshake for ftps, a PAM session on
+// many servers), so a backup's dozen operations share one connection.
+func (s *Storage) get(ctx context.Context) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c := &conn{}
+	for {
+		c := s.popIdle()
+		if c == nil {
+			return s.dial(ctx)
+		}
+		if err := c.bind(ctx); err != nil {
+			c.close()
+			return nil, s.dialErr(ctx, err, false)
+		}
+		if c.NoOp() == nil {
+			return c, nil
+		}
+		c.close() // the server dropped it while it was idle
+	}
+}
+
+// popIdle takes the most recently used idle connection out of the pool, or
+// returns nil.
+func (s *Storage) popIdle() *conn {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	for len(s.pool) > 0 {
+		c := s.pool[len(s.pool)-1]
+		s.pool = s.pool[:len(s.pool)-1]
+		if c.idle.Stop() {
+			return c
+		}
+		// Its idle timer fired: it is closing.
+	}
+	return nil
+}
+
+// bind makes ctx the context of the connection's next operation.
+func (c *conn) bind(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.ctx = ctx
+	c.mu.Unlock()
+	c.stop = context.AfterFunc(ctx, c.abort)
+	return nil
+}
+
+// release ends an operation: a connection in step with the server goes back
+// to the pool, one that failed (or whose operation's context ended) is
+// closed.
+func (c *conn) release() {
+	if !c.stop() {
+		c.close() // the context ended: abort closed it
+		return
+	}
+	c.mu.Lock()
+	for _, nc := range c.nets[1:] { // data connections: closed by now, but make sure
+		nc.Close()
+	}
+	c.nets = c.nets[:1]
+	c.ctx = nil
+	ok := !c.closed && !c.broken
+	c.mu.Unlock()
+	s, pooled := c.s, false
+	s.poolMu.Lock()
+	if ok && len(s.pool) < maxIdle {
+		c.idle = time.AfterFunc(s.idleTimeLocked(), func() { s.dropIdle(c) })
+		s.pool = append(s.pool, c)
+		pooled = true
+	}
+	s.poolMu.Unlock()
+	if !pooled {
+		c.close()
+	}
+}
+
+func (s *Storage) idleTimeLocked() time.Duration {
+	if s.idleTime > 0 {
+		return s.idleTime
+	}
+	return defaultIdleTime
+}
+
+// dropIdle closes a connection that waited in the pool for the idle time.
+func (s *Storage) dropIdle(c *conn) {
+	s.poolMu.Lock()
+	for i, p := range s.pool {
+		if p == c {
+			s.pool = append(s.pool[:i], s.pool[i+1:]...)
+			break
+		}
+	}
+	s.poolMu.Unlock()
+	c.close()
+}
+
+// dial opens a control connection and logs in, for an operation bound by
+// ctx.
+func (s *Storage) dial(ctx context.Context) (*conn, error) {
+	c := &conn{s: s}
+	if err := c.bind(ctx); err != nil {
+		return nil, err
+	}
 	dialer := &net.Dialer{Timeout: s.xfer.Stall}
 	first := true
 	// The client dials the control connection, then every data connection,
 	// through this function: each is watched for stalls and closed with the
-	// context. Data connections of ftps get TLS here (the client upgrades the
-	// control connection itself after AUTH TLS).
+	// operation's context. Data connections of ftps get TLS here (the client
+	// upgrades the control connection itself after AUTH TLS).
 	dialFn := func(network, addr string) (net.Conn, error) {
-		nc, err := dialer.DialContext(ctx, network, addr)
+		c.mu.Lock()
+		octx := c.ctx
+		c.mu.Unlock()
+		if octx == nil {
+			return nil, net.ErrClosed
+		}
+		nc, err := dialer.DialContext(octx, network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -46,13 +167,17 @@ func (s *Storage) dial(ctx context.Context) (*conn, error) {
 		if s.wrap != nil {
 			nc = s.wrap(nc, data)
 		}
-		nc = &stallConn{Conn: nc, stall: s.xfer.Stall}
+		sc := &stallConn{Conn: nc, stall: s.xfer.Stall}
+		if !data {
+			sc.failed = c.markBroken
+		}
+		nc = sc
 		if data && s.tls != nil {
 			nc = &tlsData{Conn: tls.Client(nc, s.tls)}
 		}
 		if !c.track(nc) {
 			nc.Close()
-			return nil, context.Cause(ctx)
+			return nil, context.Cause(octx)
 		}
 		return nc, nil
 	}
@@ -60,7 +185,6 @@ func (s *Storage) dial(ctx context.Context) (*conn, error) {
 	if s.tls != nil {
 		opts = append(opts, ftp.DialWithExplicitTLS(s.tls))
 	}
-	c.stop = context.AfterFunc(ctx, c.abort)
 	sc, err := ftp.Dial(s.addr, opts...)
 	if err != nil {
 		c.abort()
@@ -114,32 +238,49 @@ func (c *conn) abort() {
 	c.nets = nil
 }
 
+// markBroken says the connection may not be used for another operation.
+func (c *conn) markBroken() {
+	c.mu.Lock()
+	c.broken = true
+	c.mu.Unlock()
+}
+
 // close says goodbye and releases everything.
 func (c *conn) close() {
 	c.stop()
 	c.mu.Lock()
-	closed := c.closed
+	closed, broken := c.closed, c.broken
 	c.mu.Unlock()
-	if !closed && c.ServerConn != nil {
+	if !closed && !broken && c.ServerConn != nil {
 		_ = c.Quit()
 	}
 	c.abort()
 }
 
-// stallConn fails a read or write that moves nothing for stall.
+// stallConn fails a read or write that moves nothing for stall, and calls
+// failed (if set) when one fails.
 type stallConn struct {
 	net.Conn
-	stall time.Duration
+	stall  time.Duration
+	failed func()
 }
 
 func (c *stallConn) Read(p []byte) (int, error) {
 	_ = c.Conn.SetDeadline(time.Now().Add(c.stall))
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if err != nil && c.failed != nil {
+		c.failed()
+	}
+	return n, err
 }
 
 func (c *stallConn) Write(p []byte) (int, error) {
 	_ = c.Conn.SetDeadline(time.Now().Add(c.stall))
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if err != nil && c.failed != nil {
+		c.failed()
+	}
+	return n, err
 }
 
 // tlsData is a TLS data connection that ends cleanly. A TLS 1.3 server sends

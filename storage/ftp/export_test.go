@@ -2,6 +2,7 @@ package ftp
 
 import (
 	"net"
+	"time"
 
 	"remora.dev/remora/storage"
 )
@@ -10,4 +11,9 @@ import (
 // connection from the control one), for tests that break them.
 func SetWrap(s storage.Storage, wrap func(c net.Conn, data bool) net.Conn) {
 	s.(*Storage).wrap = wrap
+}
+
+// SetIdleTime sets how long a connection s no longer uses stays open.
+func SetIdleTime(s storage.Storage, d time.Duration) {
+	s.(*Storage).idleTime = d
 }

@@ -370,3 +370,121 @@ func TestTLSUploadsEndCleanly(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionReuse: a Storage logs in once for operations one after
+// another, opens a connection of its own for each operation in flight at
+// the same time, replaces a connection the server dropped while it was
+// idle, and closes idle connections after the idle time.
+func TestConnectionReuse(t *testing.T) {
+	srv := testenv.StartPlainFTP(t)
+	srv.SetEnv(t)
+	ctx := context.Background()
+	s, err := storage.Open(ctx, srv.URL(srv.MakeDir(t, "backups")), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var controls []*closeSignal
+	ftp.SetWrap(s, func(c net.Conn, isData bool) net.Conn {
+		if isData {
+			return c
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		cs := &closeSignal{Conn: c, closed: make(chan struct{})}
+		controls = append(controls, cs)
+		return cs
+	})
+	logins := func() int { mu.Lock(); defer mu.Unlock(); return len(controls) }
+	ops := func() {
+		t.Helper()
+		if _, err := s.Put(ctx, "a/obj", strings.NewReader("content")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stat(ctx, "a/obj"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.List(ctx, "", func(storage.Object) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, s, "a/obj"); got != "content" {
+			t.Fatalf("read %q", got)
+		}
+		if _, err := s.(storage.Clock).Now(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops()
+	if n := logins(); n != 1 {
+		t.Fatalf("%d logins for operations one after another, want 1", n)
+	}
+
+	// Two downloads at once: two connections, both kept for later.
+	r1, err := s.Open(ctx, "a/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.Open(ctx, "a/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []io.ReadCloser{r1, r2} {
+		if b, err := io.ReadAll(r); err != nil || string(b) != "content" {
+			t.Fatalf("read %q, %v", b, err)
+		}
+		r.Close()
+	}
+	ops()
+	if n := logins(); n != 2 {
+		t.Fatalf("%d logins after two downloads at once, want 2", n)
+	}
+
+	// The server drops the idle connections: the next operation logs in anew.
+	mu.Lock()
+	for _, c := range controls {
+		c.Conn.Close()
+	}
+	mu.Unlock()
+	ops()
+	if n := logins(); n != 3 {
+		t.Fatalf("%d logins after the server dropped the idle connections, want 3", n)
+	}
+
+	// Idle for the idle time: closed.
+	ftp.SetIdleTime(s, time.Millisecond)
+	ops()
+	mu.Lock()
+	last := controls[len(controls)-1]
+	mu.Unlock()
+	select {
+	case <-last.closed:
+	case <-time.After(time.Minute):
+		t.Fatal("the idle connection is still open after a minute")
+	}
+}
+
+func read(t *testing.T, s storage.Storage, key string) string {
+	t.Helper()
+	r, err := s.Open(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// closeSignal is a connection that tells when it is closed.
+type closeSignal struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *closeSignal) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}

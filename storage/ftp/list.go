@@ -86,11 +86,10 @@ func modTime(c *conn, p string, e *ftp.Entry) (time.Time, error) {
 // List walks the subtree that holds prefix and calls fn in key order.
 // Temporary files of unfinished Puts are not shown.
 func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	c, err := s.dial(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
 	var objs []storage.Object
 	err = s.walk(c, startDir(prefix), prefix, func(key string, e *ftp.Entry) error {
 		if strings.Contains(path.Base(key), tmpMarker) {
@@ -106,10 +105,10 @@ func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.Objec
 		objs = append(objs, storage.Object{Key: key, Size: int64(e.Size), ModTime: t})
 		return nil
 	})
+	c.release() // fn may take its time; the connection can serve others
 	if err != nil {
 		return s.err("list", prefix, err)
 	}
-	c.close() // fn may take its time; the server need not wait
 	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
 	for _, o := range objs {
 		if err := fn(o); err != nil {
@@ -123,11 +122,11 @@ func (s *Storage) Stat(ctx context.Context, key string) (storage.Object, error) 
 	if err := storage.CheckKey(key); err != nil {
 		return storage.Object{}, err
 	}
-	c, err := s.dial(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return storage.Object{}, err
 	}
-	defer c.close()
+	defer c.release()
 	o, err := s.stat(c, key)
 	if code(err) == ftp.StatusFileUnavailable || errors.Is(err, errNotFile) {
 		return storage.Object{}, storage.NotExist(key)
@@ -174,11 +173,11 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 	if err := storage.CheckKey(key); err != nil {
 		return err
 	}
-	c, err := s.dial(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.release()
 	p := s.keyPath(key)
 	if err := c.Delete(p); err != nil {
 		if _, serr := c.FileSize(p); code(err) == ftp.StatusFileUnavailable && code(serr) == ftp.StatusFileUnavailable {
@@ -206,11 +205,11 @@ func (s *Storage) below(dir string) bool {
 // directory that the server last wrote before olderThan (by its clock: see
 // Now).
 func (s *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time) (int, error) {
-	c, err := s.dial(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer c.close()
+	defer c.release()
 	var old []string
 	err = s.walk(c, startDir(prefix), prefix, func(key string, e *ftp.Entry) error {
 		if !strings.Contains(path.Base(key), tmpMarker) {
@@ -237,11 +236,11 @@ func (s *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time)
 // Now is the server's clock: the time it stamps on a one-byte file made in
 // the root for the purpose (and deleted), which lists never show.
 func (s *Storage) Now(ctx context.Context) (time.Time, error) {
-	c, err := s.dial(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer c.close()
+	defer c.release()
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	p := path.Join(s.root, ".clock"+tmpMarker+hex.EncodeToString(rnd[:]))

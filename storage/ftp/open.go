@@ -39,18 +39,18 @@ func (s *Storage) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 // asks for it from off. The connection ends with ctx.
 func (s *Storage) openAt(key string) func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
 	return func(ctx context.Context, off int64, _ storage.Version) (io.ReadCloser, storage.Version, error) {
-		c, err := s.dial(ctx)
+		c, err := s.get(ctx)
 		if err != nil {
 			return nil, storage.Version{}, &namedError{err}
 		}
 		o, err := s.stat(c, key)
 		if err != nil {
-			c.close()
+			c.release()
 			return nil, storage.Version{}, err
 		}
 		resp, err := c.RetrFrom(s.keyPath(key), uint64(off))
 		if err != nil {
-			c.close()
+			c.release()
 			return nil, storage.Version{}, err
 		}
 		v := storage.Version{ID: fmt.Sprintf("%d bytes of %s", o.Size, o.ModTime.UTC().Format(time.RFC3339Nano)), Size: o.Size}
@@ -79,12 +79,16 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close closes the data and control connections; at the end of the file it
-// first reads the server's 226.
+// Close closes the data connection and gives the control connection back
+// for another operation; at the end of the file it first reads the server's
+// 226. Closed before the end, the control connection is closed too: the
+// server's reply to the aborted transfer is unread.
 func (b *body) Close() error {
-	if b.eof {
-		_ = b.resp.Close()
+	if b.eof && b.resp.Close() == nil {
+		b.c.release()
+		return nil
 	}
-	b.c.close()
+	b.c.markBroken()
+	b.c.release()
 	return nil
 }

@@ -21,11 +21,11 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	if err := storage.CheckKey(key); err != nil {
 		return 0, err
 	}
-	c, err := s.dial(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer c.close()
+	defer c.release()
 	if err := c.ChangeDir(s.root); err != nil {
 		return 0, s.rootErr(err)
 	}
@@ -46,6 +46,7 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	}
 	if err != nil || cr.err != nil {
 		s.removeTemp(ctx, c, tmp)
+		c.markBroken() // a rare path: not worth reasoning about what the server has left to say
 	}
 	switch {
 	case cr.err != nil: // the reader's error, or the context's
@@ -117,12 +118,12 @@ func (s *Storage) removeTemp(ctx context.Context, c *conn, tmp string) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.xfer.Stall)
 	defer cancel()
-	c2, err := s.dial(ctx)
+	c2, err := s.get(ctx)
 	if err != nil {
 		s.log.Warn("storage: could not remove a temporary file; a later sweep will", "storage", s.String(), "file", tmp, "error", err.Error())
 		return
 	}
-	defer c2.close()
+	defer c2.release()
 	if err := c2.Delete(tmp); err != nil && code(err) != ftp.StatusFileUnavailable {
 		s.log.Warn("storage: could not remove a temporary file; a later sweep will", "storage", s.String(), "file", tmp, "error", reply(err))
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudsoda/go-smb2"
+
 	"remora.dev/remora/storage"
 )
 
@@ -45,11 +47,11 @@ func parent(p string) string {
 // Check reports whether the server can be reached with the credentials, and
 // the share and the directory exist.
 func (s *Storage) Check(ctx context.Context) error {
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.release()
 	return s.checkRoot(c)
 }
 
@@ -79,11 +81,11 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	if err := storage.CheckKey(key); err != nil {
 		return 0, err
 	}
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer c.close()
+	defer c.release()
 	if err := s.checkRoot(c); err != nil {
 		return 0, err
 	}
@@ -97,9 +99,16 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	_, _ = rand.Read(rnd[:])
 	tmp := parent(dst) + `\.` + dst[strings.LastIndex(dst, `\`)+1:] + tmpMarker + hex.EncodeToString(rnd[:])
 	tmp = strings.TrimPrefix(tmp, `\`)
-	n, err := s.write(ctx, c, tmp, dst, r)
+	// From here the requests do not end with ctx: ctx kills the connection.
+	stop := context.AfterFunc(ctx, c.kill)
+	n, err := s.write(ctx, c.share.WithContext(context.WithoutCancel(ctx)), tmp, dst, r)
+	stop()
 	if err != nil {
 		s.removeTmp(c, tmp)
+		c.kill() // a failed Put is rare: do not reason about what it left
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
 		if !isSMBErr(err) {
 			return n, err // the reader's error, or the caller's cancel
 		}
@@ -108,35 +117,18 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader) (int64, erro
 	return n, nil
 }
 
-// write copies r into tmp, flushes and closes it, then renames it to dst.
-// An error from r comes back unwrapped.
-func (s *Storage) write(ctx context.Context, c *conn, tmp, dst string, r io.Reader) (int64, error) {
-	f, err := c.share.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+// write copies r into tmp (several writes in flight: see copyTo), flushes
+// and closes it, then renames it to dst. An error from r comes back
+// unwrapped.
+func (s *Storage) write(ctx context.Context, share *smb2.Share, tmp, dst string, r io.Reader) (int64, error) {
+	f, err := share.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return 0, smbErr{err}
 	}
-	buf := make([]byte, bufSize)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			f.Close()
-			return n, err
-		}
-		m, rerr := io.ReadFull(r, buf)
-		if m > 0 {
-			if _, err := f.Write(buf[:m]); err != nil {
-				f.Close()
-				return n, smbErr{err}
-			}
-			n += int64(m)
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			f.Close()
-			return n, rerr
-		}
+	n, err := copyTo(ctx, f, r)
+	if err != nil {
+		f.Close()
+		return n, err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -145,7 +137,7 @@ func (s *Storage) write(ctx context.Context, c *conn, tmp, dst string, r io.Read
 	if err := f.Close(); err != nil {
 		return n, smbErr{err}
 	}
-	if err := c.share.Rename(tmp, dst); err != nil {
+	if err := share.Rename(tmp, dst); err != nil {
 		return n, smbErr{err}
 	}
 	return n, nil
@@ -165,9 +157,18 @@ func isSMBErr(err error) bool {
 
 // removeTmp removes a temporary file after a failed Put, even when the
 // Put's context has ended; what it cannot remove, Sweep will.
+// A killed connection is replaced.
 func (s *Storage) removeTmp(c *conn, tmp string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if c.killed.Load() {
+		var err error
+		if c, err = s.get(ctx); err != nil {
+			s.log.Warn("could not remove the temporary file of a failed write; a later sweep will", "storage", s.String(), "file", strings.ReplaceAll(tmp, `\`, "/"), "err", err)
+			return
+		}
+		defer c.release()
+	}
 	if err := c.share.WithContext(ctx).Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("could not remove the temporary file of a failed write; a later sweep will", "storage", s.String(), "file", strings.ReplaceAll(tmp, `\`, "/"), "err", err)
 	}
@@ -177,11 +178,11 @@ func (s *Storage) Stat(ctx context.Context, key string) (storage.Object, error) 
 	if err := storage.CheckKey(key); err != nil {
 		return storage.Object{}, err
 	}
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return storage.Object{}, err
 	}
-	defer c.close()
+	defer c.release()
 	st, err := c.share.Stat(s.path(key))
 	if errors.Is(err, fs.ErrNotExist) || err == nil && st.IsDir() {
 		return storage.Object{}, storage.NotExist(key)
@@ -198,11 +199,11 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 	if err := storage.CheckKey(key); err != nil {
 		return err
 	}
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.release()
 	p := s.path(key)
 	if err := c.share.Remove(p); errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -219,11 +220,11 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 
 // List walks the directory below the storage's that holds prefix.
 func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.release()
 	if err := s.checkRoot(c); err != nil {
 		return err
 	}
@@ -289,11 +290,11 @@ func (s *Storage) walk(c *conn, prefix string, fn func(key string, fi fs.FileInf
 // Sweep removes temporary files of interrupted Puts below prefix's
 // directory that were last written before olderThan.
 func (s *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time) (int, error) {
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer c.close()
+	defer c.release()
 	n := 0
 	err = s.walk(c, prefix, func(key string, fi fs.FileInfo) error {
 		if strings.Contains(fi.Name(), tmpMarker) && fi.ModTime().Before(olderThan) {
@@ -313,11 +314,11 @@ func (s *Storage) Sweep(ctx context.Context, prefix string, olderThan time.Time)
 // the modification time of a file made for the purpose, which lists never
 // show.
 func (s *Storage) Now(ctx context.Context) (time.Time, error) {
-	c, err := s.connect(ctx)
+	c, err := s.get(ctx)
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer c.close()
+	defer c.release()
 	if err := s.checkRoot(c); err != nil {
 		return time.Time{}, err
 	}

@@ -39,13 +39,13 @@ func (s *Storage) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 // whose requests end with ctx.
 func (s *Storage) openAt(path string) func(ctx context.Context, off int64, pin storage.Version) (io.ReadCloser, storage.Version, error) {
 	return func(ctx context.Context, off int64, _ storage.Version) (io.ReadCloser, storage.Version, error) {
-		c, err := s.connect(ctx)
+		c, err := s.get(ctx)
 		if err != nil {
 			return nil, storage.Version{}, err
 		}
 		b := &body{c: c, off: off}
 		if b.f, err = c.share.Open(path); err != nil {
-			b.abort()
+			c.release()
 			return nil, storage.Version{}, err
 		}
 		st, err := b.f.Stat()
@@ -53,7 +53,7 @@ func (s *Storage) openAt(path string) func(ctx context.Context, off int64, pin s
 			err = fs.ErrNotExist
 		}
 		if err != nil {
-			b.abort()
+			b.Close()
 			return nil, storage.Version{}, err
 		}
 		b.size = st.Size()
@@ -103,17 +103,16 @@ func (b *body) Close() error {
 		b.abort()
 		return nil
 	}
-	_ = b.f.Close()
-	b.c.close()
+	if b.f.Close() != nil {
+		b.abort()
+		return nil
+	}
+	b.c.release()
 	return nil
 }
 
 // abort ends the connection at once, without waiting for the server.
-func (b *body) abort() {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = b.c.sess.WithContext(ctx).Logoff()
-}
+func (b *body) abort() { b.c.kill() }
 
 // retriable tells a broken connection from an answer that another attempt
 // would get again.

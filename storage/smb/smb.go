@@ -20,11 +20,14 @@
 // the offset it reached, up to retries= times in a row, as long as the file
 // is unchanged.
 //
-// Memory: a Put holds one 1 MiB buffer, and a download one 1 MiB buffer; the
-// SMB client adds about as much for the request or answer in flight (SMB
-// reads and writes go at most 1 MiB at a time), and garbage until the next
-// collection: uploading and then downloading 300 MiB, the heap peaked at
-// 5 MiB. Each operation uses its own connection, closed when it ends.
+// Memory: a Put keeps 4 writes of 1 MiB in flight (the most the SMB client
+// sends in one request), so it holds up to four 1 MiB buffers and about as
+// much in the requests on the wire; a download holds one 1 MiB buffer and
+// its answer in flight. Garbage comes on top until the next collection.
+// Each operation in flight has a connection of its own. One that ends its
+// operation intact waits for the next (up to 4 of them, for 30 s), which
+// checks it with an ECHO first; one that broke, or whose operation's context
+// ended, is closed.
 package smb
 
 import (
@@ -37,6 +40,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudsoda/go-smb2"
@@ -72,6 +76,9 @@ type Storage struct {
 	display  string
 	xfer     storage.Transfer // stall= and retries=, for downloads
 	log      *slog.Logger
+
+	poolMu sync.Mutex
+	pool   []*conn // connections waiting for an operation
 }
 
 // open returns the storage an smb:// URL names. It contacts nothing: Check
@@ -169,38 +176,6 @@ func password(env, file string) (pw, from string, err error) {
 }
 
 func (s *Storage) String() string { return s.display }
-
-// conn is one connection to the share, for one operation.
-type conn struct {
-	sess  *smb2.Session
-	share *smb2.Share
-}
-
-// connect dials the server, logs in and mounts the share; the share's
-// requests end when ctx does.
-func (s *Storage) connect(ctx context.Context) (*conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	defer cancel()
-	d := &smb2.Dialer{Initiator: &smb2.NTLMInitiator{User: s.user, Password: s.password, Domain: s.domain}}
-	sess, err := d.Dial(dctx, s.addr)
-	if err != nil {
-		return nil, s.err("connect", "", err)
-	}
-	share, err := sess.WithContext(dctx).Mount(s.share)
-	if err != nil {
-		_ = sess.Logoff()
-		return nil, s.err("connect", "", err)
-	}
-	return &conn{sess: sess, share: share.WithContext(ctx)}, nil
-}
-
-// close logs off, which also closes the connection, waiting a few seconds
-// at most for the server.
-func (c *conn) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = c.sess.WithContext(ctx).Logoff()
-}
 
 // NTSTATUS codes the errors tell apart ([MS-ERREF] 2.3).
 const (

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,4 +287,145 @@ func keys(t *testing.T, s storage.Storage, prefix string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestWritesInFlight: a Put keeps several writes in flight, reading on
+// while the server has not yet answered the first, and still stores every
+// byte in order. The proxy holds the server's answers back from the second
+// MiB on: a Put with one write in flight would read 2 MiB and wait.
+func TestWritesInFlight(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartSMB(t)
+	srv.SetEnv(t)
+	dir := newDir(t, srv)
+	p := testenv.StartTCPProxy(t, srv.Addr)
+	s := open(t, strings.Replace(srv.URL(srv.Share, dir), srv.Addr, p.Addr, 1))
+	data := make([]byte, 12<<20+5)
+	rand.Read(data)
+	r := &holdingReader{data: data, holdAt: 1 << 20, hold: p.Hold}
+	done := make(chan error, 1)
+	go func() { _, err := s.Put(ctx, "obj", r); done <- err }()
+	testenv.WaitFor(t, "the Put to read 3 MiB while the server's answers are held", time.Minute,
+		func() bool { return r.read() >= 3<<20 })
+	p.Release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(srv.Dir, dir, "obj"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("stored %d bytes (%v), differ from the %d put", len(got), err, len(data))
+	}
+}
+
+// holdingReader reads data, calling hold once when a read starts at holdAt
+// or beyond, and tells how much it has handed out.
+type holdingReader struct {
+	data   []byte
+	holdAt int
+	hold   func()
+	mu     sync.Mutex
+	off    int
+}
+
+func (r *holdingReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.off >= len(r.data) {
+		return 0, io.EOF
+	}
+	if r.hold != nil && r.off >= r.holdAt {
+		r.hold()
+		r.hold = nil
+	}
+	n := copy(p, r.data[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *holdingReader) read() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.off
+}
+
+// TestConnectionReuse: operations one after another share one connection
+// (a connection costs smbd a new process, and the client a negotiation and
+// a login); operations at the same time each have their own; connections
+// that broke while idle are replaced, failing no operation.
+func TestConnectionReuse(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartSMB(t)
+	srv.SetEnv(t)
+	dir := newDir(t, srv)
+	p := testenv.StartTCPProxy(t, srv.Addr)
+	s := open(t, strings.Replace(srv.URL(srv.Share, dir), srv.Addr, p.Addr, 1))
+	ops := func() {
+		t.Helper()
+		if err := s.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, "a/obj", strings.NewReader("content")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stat(ctx, "a/obj"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.List(ctx, "", func(storage.Object) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, s, "a/obj"); got != "content" {
+			t.Fatalf("read %q", got)
+		}
+		if _, err := s.(storage.Clock).Now(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops()
+	if n := p.Accepted(); n != 1 {
+		t.Fatalf("%d connections for operations one after another, want 1", n)
+	}
+
+	r1, err := s.Open(ctx, "a/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.Open(ctx, "a/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []io.ReadCloser{r1, r2} {
+		if b, err := io.ReadAll(r); err != nil || string(b) != "content" {
+			t.Fatalf("read %q, %v", b, err)
+		}
+		r.Close()
+	}
+	ops()
+	if n := p.Accepted(); n != 2 {
+		t.Fatalf("%d connections after two downloads at once, want 2", n)
+	}
+
+	// The next answer, on an idle connection, cuts it: twice, for both.
+	p.Arm(testenv.CutConn, 0)
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Arm(testenv.CutConn, 0)
+	ops()
+	if n, f := p.Accepted(), p.Fired(); n != 3 || f != 2 {
+		t.Fatalf("%d connections after %d cut, want 3 after 2", n, f)
+	}
+}
+
+func readAll(t *testing.T, s storage.Storage, key string) string {
+	t.Helper()
+	r, err := s.Open(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -28,8 +28,9 @@
 // (or swept later) and nothing shows under the key; the caller runs the
 // backup again.
 //
-// Memory: a Put or Open holds only net/http's buffers (tens of KiB), whatever
-// the object's size; nothing is copied to disk. A listing holds one
+// Memory: a Put holds a 256 KiB buffer and an Open none, beside net/http's
+// buffers (tens of KiB), whatever the object's size; nothing is copied to
+// disk. A listing holds one
 // collection's PROPFIND answer at a time, and the objects it has found, which
 // it sorts before calling fn.
 //
