@@ -26,7 +26,6 @@ type conn struct {
 	closed bool
 	broken bool        // the control connection failed, or a reply is left unread
 	stop   func() bool // stops the context's watch
-	idle   *time.Timer // closes it after the idle time in the pool
 }
 
 // defaultIdleTime is how long a connection waits in the pool for another
@@ -46,8 +45,8 @@ func (s *Storage) get(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 	for {
-		c := s.popIdle()
-		if c == nil {
+		c, ok := s.pool.Get()
+		if !ok {
 			return s.dial(ctx)
 		}
 		if err := c.bind(ctx); err != nil {
@@ -59,22 +58,6 @@ func (s *Storage) get(ctx context.Context) (*conn, error) {
 		}
 		c.close() // the server dropped it while it was idle
 	}
-}
-
-// popIdle takes the most recently used idle connection out of the pool, or
-// returns nil.
-func (s *Storage) popIdle() *conn {
-	s.poolMu.Lock()
-	defer s.poolMu.Unlock()
-	for len(s.pool) > 0 {
-		c := s.pool[len(s.pool)-1]
-		s.pool = s.pool[:len(s.pool)-1]
-		if c.idle.Stop() {
-			return c
-		}
-		// Its idle timer fired: it is closing.
-	}
-	return nil
 }
 
 // bind makes ctx the context of the connection's next operation.
@@ -105,37 +88,11 @@ func (c *conn) release() {
 	c.ctx = nil
 	ok := !c.closed && !c.broken
 	c.mu.Unlock()
-	s, pooled := c.s, false
-	s.poolMu.Lock()
-	if ok && len(s.pool) < maxIdle {
-		c.idle = time.AfterFunc(s.idleTimeLocked(), func() { s.dropIdle(c) })
-		s.pool = append(s.pool, c)
-		pooled = true
-	}
-	s.poolMu.Unlock()
-	if !pooled {
+	if !ok {
 		c.close()
+		return
 	}
-}
-
-func (s *Storage) idleTimeLocked() time.Duration {
-	if s.idleTime > 0 {
-		return s.idleTime
-	}
-	return defaultIdleTime
-}
-
-// dropIdle closes a connection that waited in the pool for the idle time.
-func (s *Storage) dropIdle(c *conn) {
-	s.poolMu.Lock()
-	for i, p := range s.pool {
-		if p == c {
-			s.pool = append(s.pool[:i], s.pool[i+1:]...)
-			break
-		}
-	}
-	s.poolMu.Unlock()
-	c.close()
+	c.s.pool.Put(c, c.close)
 }
 
 // dial opens a control connection and logs in, for an operation bound by

@@ -15,5 +15,5 @@ func SetWrap(s storage.Storage, wrap func(c net.Conn, data bool) net.Conn) {
 
 // SetIdleTime sets how long a connection s no longer uses stays open.
 func SetIdleTime(s storage.Storage, d time.Duration) {
-	s.(*Storage).idleTime = d
+	s.(*Storage).pool.Idle = d
 }

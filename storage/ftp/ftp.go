@@ -55,9 +55,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/jlaffaye/ftp"
 
@@ -87,9 +85,7 @@ type Storage struct {
 	pwFrom   string // where the password comes from, for errors
 	log      *slog.Logger
 
-	poolMu   sync.Mutex
-	pool     []*conn       // logged-in connections waiting for an operation
-	idleTime time.Duration // how long one waits; 0 is defaultIdleTime
+	pool storage.IdlePool[*conn] // logged-in connections waiting for an operation
 
 	// wrap, when set (by tests), wraps every connection the client makes.
 	wrap func(c net.Conn, data bool) net.Conn

@@ -58,6 +58,7 @@ func configure(u *url.URL) (*Storage, error) {
 		return nil, badURL(u, "invalid directory %q", u.Path)
 	}
 	s := &Storage{addr: net.JoinHostPort(host, port), user: u.User.Username(), root: root, xfer: storage.DefaultTransfer()}
+	s.pool.Max, s.pool.Idle = maxIdle, defaultIdleTime
 	display := url.URL{Scheme: u.Scheme, User: url.User(s.user), Host: u.Host, Path: root}
 	s.display = display.String()
 	q := u.Query()

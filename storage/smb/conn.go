@@ -29,7 +29,6 @@ type conn struct {
 	share   *smb2.Share     // the operation's: its requests end with ctx
 	ctx     context.Context // the operation's
 	killed  atomic.Bool
-	idle    *time.Timer // closes it after idleTime in the pool
 }
 
 // watchedConn remembers that a read or write on it failed: the connection
@@ -58,7 +57,7 @@ func (c *watchedConn) Write(p []byte) (int, error) {
 // get returns a connection for an operation whose requests end with ctx:
 // an idle one from the pool that still answers (ECHO), else a new one.
 func (s *Storage) get(ctx context.Context) (*conn, error) {
-	for c := s.popIdle(); c != nil; c = s.popIdle() {
+	for c, ok := s.pool.Get(); ok; c, ok = s.pool.Get() {
 		if c.sess.WithContext(ctx).Echo() == nil {
 			c.use(ctx)
 			return c, nil
@@ -66,22 +65,6 @@ func (s *Storage) get(ctx context.Context) (*conn, error) {
 		c.kill() // the server dropped it while it was idle
 	}
 	return s.connect(ctx)
-}
-
-// popIdle takes the most recently used idle connection out of the pool, or
-// returns nil.
-func (s *Storage) popIdle() *conn {
-	s.poolMu.Lock()
-	defer s.poolMu.Unlock()
-	for len(s.pool) > 0 {
-		c := s.pool[len(s.pool)-1]
-		s.pool = s.pool[:len(s.pool)-1]
-		if c.idle.Stop() {
-			return c
-		}
-		// Its idle timer fired: it is closing.
-	}
-	return nil
 }
 
 // connect dials the server, logs in and mounts the share, for an operation
@@ -126,30 +109,7 @@ func (c *conn) release() {
 		return
 	}
 	c.ctx, c.share = nil, nil
-	s, pooled := c.s, false
-	s.poolMu.Lock()
-	if len(s.pool) < maxIdle {
-		c.idle = time.AfterFunc(idleTime, func() { s.dropIdle(c) })
-		s.pool = append(s.pool, c)
-		pooled = true
-	}
-	s.poolMu.Unlock()
-	if !pooled {
-		c.close()
-	}
-}
-
-// dropIdle closes a connection that waited in the pool for idleTime.
-func (s *Storage) dropIdle(c *conn) {
-	s.poolMu.Lock()
-	for i, p := range s.pool {
-		if p == c {
-			s.pool = append(s.pool[:i], s.pool[i+1:]...)
-			break
-		}
-	}
-	s.poolMu.Unlock()
-	c.close()
+	c.s.pool.Put(c, c.close)
 }
 
 // kill closes the connection under its requests, which fail at once. A

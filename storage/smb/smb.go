@@ -40,7 +40,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cloudsoda/go-smb2"
@@ -77,8 +76,7 @@ type Storage struct {
 	xfer     storage.Transfer // stall= and retries=, for downloads
 	log      *slog.Logger
 
-	poolMu sync.Mutex
-	pool   []*conn // connections waiting for an operation
+	pool storage.IdlePool[*conn] // connections waiting for an operation
 }
 
 // open returns the storage an smb:// URL names. It contacts nothing: Check
@@ -111,6 +109,7 @@ func badURL(u *url.URL, format string, a ...any) error {
 // configure reads the user, server, share, directory and options of u.
 func configure(u *url.URL) (*Storage, error) {
 	s := &Storage{xfer: storage.DefaultTransfer()}
+	s.pool.Max, s.pool.Idle = maxIdle, idleTime
 	if err := storage.ApplyOptions(s, u.Query(), options); err != nil {
 		return nil, badURL(u, "%v", err)
 	}
