@@ -59,8 +59,8 @@ func Run(ctx context.Context, st storage.Storage, e *repo.Entry, o Options) (rep
 	if err := os.Chmod(dir, 0o755); err != nil { // a server run as another user (Remora as root) enters it
 		return repo.Drill{}, fmt.Errorf("%w: %v", ErrSetup, err)
 	}
-	peak := startPeak()
-	r := &runner{st: st, m: e.Manifest, o: o, dir: dir}
+	peak, sample := startPeak()
+	r := &runner{st: st, m: e.Manifest, o: o, dir: dir, sample: sample}
 	err = r.run(drivers.WithLowPriority(ctx))
 	d := repo.Drill{Time: started.UTC(), Seconds: time.Since(started).Seconds(), PeakRSSBytes: peak(), Checks: r.checks, Problems: r.problems}
 	switch {
@@ -88,6 +88,7 @@ type runner struct {
 	dir      string
 	checks   []repo.DrillCheck
 	problems []string
+	sample   func() // reads the started processes' memory now, while the server is up
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -202,6 +203,7 @@ func (r *runner) physical(ctx context.Context) error {
 // them with what the dump recorded. A physical object records none: what
 // the server reports is the check, and it passed if it could be read.
 func (r *runner) observe(ctx context.Context, drv drivers.Driver, obj drivers.Object, opts drivers.RestoreOptions) error {
+	r.sample() // a drill shorter than the sampling interval is still measured
 	ob, ok := drv.(drivers.Observer)
 	if !ok {
 		return nil

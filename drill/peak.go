@@ -18,8 +18,9 @@ const peakInterval = 200 * time.Millisecond
 // tools, not processes that were there before, such as a test's servers):
 // the sum of their proportional set sizes (Pss, which counts a
 // server's shared buffers once, not once per backend), or of their resident
-// sets where Pss cannot be read. It returns the largest sum seen, in bytes.
-func startPeak() func() int64 {
+// sets where Pss cannot be read. It returns the largest sum seen, in bytes,
+// and a function that takes one sample at once.
+func startPeak() (func() int64, func()) {
 	var mu sync.Mutex
 	var peak int64
 	before := map[int]bool{}
@@ -51,7 +52,7 @@ func startPeak() func() int64 {
 		}
 	}()
 	var once sync.Once
-	return func() int64 {
+	stopFn := func() int64 {
 		once.Do(func() {
 			close(stop)
 			<-done
@@ -60,6 +61,7 @@ func startPeak() func() int64 {
 		defer mu.Unlock()
 		return peak
 	}
+	return stopFn, sample
 }
 
 // descendants lists the processes below pid, leaving out the subtrees of
