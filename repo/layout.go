@@ -20,6 +20,7 @@ import (
 //	<namespace>/<workload>/<driver>/<ID>/verified.json   (written by verify)
 //	<namespace>/<workload>/<driver>/physical/<ID>/...     (physical backups: the same three)
 //	<namespace>/<workload>/postgres/wal/...               (the WAL archive: not a backup)
+//	<namespace>/<workload>/mysql/binlog/...               (the binary log archive: not a backup)
 //
 // Physical backups live apart from logical ones: an older Remora, which
 // reads <driver>/<ID>/ only, never takes one for a logical backup, and
@@ -170,7 +171,7 @@ func Workloads(ctx context.Context, st storage.Storage) ([]Scope, error) {
 			return nil
 		}
 		k, ok := s.parseKey(o.Key)
-		if ok && k.name == ManifestName || parts[3] == LogDir && len(parts) == 5 {
+		if ok && k.name == ManifestName || (parts[3] == LogDir || parts[3] == BinlogDir) && len(parts) == 5 {
 			seen[s] = true
 		}
 		return nil

@@ -41,8 +41,47 @@ import (
 // backup IDs), and the archive's own retention removes what it no longer
 // needs (wal.go).
 
-// LogDir is the directory of the log archive under a driver's prefix.
-const LogDir = "wal"
+// LogDir is the directory of PostgreSQL's log archive (its WAL) under the
+// driver's prefix; BinlogDir is MySQL's and MariaDB's (their binary logs).
+const (
+	LogDir    = "wal"
+	BinlogDir = "binlog"
+)
+
+// A MySQL or MariaDB binary log is archived in pieces, each a run of the
+// file's bytes that ends where the stream was flushed:
+//
+//	<namespace>/<workload>/mysql/binlog/<system>/<file>.<created>/<start>-<end>[.last]<.zst|.gz>[.age]
+//
+// <system> is the server's identity (MySQL's server_uuid, MariaDB's
+// server_id), <file> the binary log's own name (mysql-bin.000042) and
+// <created> the time the server opened it (8 hex digits of Unix seconds,
+// from its format description): a server made anew reuses the file names
+// but never the keys of the old one's files. <start> and <end> are byte
+// offsets in the file (12 hex digits each); ".last" marks the piece after
+// which the stream moved on to the next file, so a file whose end was never
+// stored shows as a gap. Pieces never overwrite each other: a resumed
+// stream writes a piece that begins where the archive ended.
+
+// logKind is how one driver's log archive names its files.
+type logKind struct {
+	dir                  string
+	system, series, name *regexp.Regexp
+}
+
+var (
+	walKind    = logKind{dir: LogDir, system: systemRE, series: seriesRE, name: logNameRE}
+	binlogKind = logKind{dir: BinlogDir, system: binlogSystemRE, series: BinlogSeriesRE, name: binlogPieceRE}
+)
+
+// logKindOf is the log archive of a driver: the binary logs for mysql, the
+// WAL for every other.
+func logKindOf(driver string) logKind {
+	if driver == "mysql" {
+		return binlogKind
+	}
+	return walKind
+}
 
 // logRecordFormat is the version of a log record's layout.
 const logRecordFormat = 1
@@ -59,17 +98,22 @@ const maxLogFile = 1 << 30
 
 // LogRecord describes one archived file. It is signed like a manifest.
 type LogRecord struct {
-	Format      int         `json:"format"`
-	System      string      `json:"system"`
-	Series      string      `json:"series"`
-	Name        string      `json:"name"`              // the file's own name
-	Partial     bool        `json:"partial,omitempty"` // the file's first RawSize bytes only
-	Start       string      `json:"start,omitempty"`   // position of its first byte (an LSN)
-	End         string      `json:"end,omitempty"`     // position after its last byte
-	Archived    time.Time   `json:"archived"`          // when it was stored (the agent's clock)
-	Size        int64       `json:"size"`              // stored bytes
-	RawSize     int64       `json:"raw_size"`          // bytes of the file itself
-	SHA256      string      `json:"sha256"`            // of the stored bytes
+	Format  int    `json:"format"`
+	System  string `json:"system"`
+	Series  string `json:"series"`
+	Name    string `json:"name"`              // the file's own name
+	Partial bool   `json:"partial,omitempty"` // the file's first RawSize bytes only
+	Start   string `json:"start,omitempty"`   // position of its first byte (an LSN)
+	End     string `json:"end,omitempty"`     // position after its last byte
+	// The first and the latest timestamp of the events a binary log piece
+	// holds (the server's clock), and the GTID of its last transaction.
+	FirstEvent  time.Time   `json:"first_event,omitzero"`
+	LastEvent   time.Time   `json:"last_event,omitzero"`
+	GTID        string      `json:"gtid,omitempty"`
+	Archived    time.Time   `json:"archived"` // when it was stored (the agent's clock)
+	Size        int64       `json:"size"`     // stored bytes
+	RawSize     int64       `json:"raw_size"` // bytes of the file itself
+	SHA256      string      `json:"sha256"`   // of the stored bytes
 	Compression string      `json:"compression"`
 	Encryption  *Encryption `json:"encryption,omitempty"`
 	Signature   *Signature  `json:"signature,omitempty"`
@@ -83,13 +127,23 @@ type LogFile struct {
 	Partial bool
 	Start   string
 	End     string
-	Data    []byte
+	// FirstEvent, LastEvent and GTID go to the record (binary logs).
+	FirstEvent, LastEvent time.Time
+	GTID                  string
+	Data                  []byte
 }
 
 var (
 	systemRE  = regexp.MustCompile(`^[0-9]{1,20}$`)
 	seriesRE  = regexp.MustCompile(`^[0-9A-F]{8}$`)
 	logNameRE = regexp.MustCompile(`^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.partial\.[0-9a-f]{8})?)$`)
+
+	binlogSystemRE = regexp.MustCompile(`^[0-9a-f][0-9a-f-]{0,39}$`)
+	// BinlogSeriesRE is a binary log's series: its name and when it was
+	// created.
+	BinlogSeriesRE = regexp.MustCompile(`^([A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}\.[0-9]{6,10})\.([0-9a-f]{8})$`)
+	// binlogPieceRE is a piece's name: its first and end offsets.
+	binlogPieceRE = regexp.MustCompile(`^[0-9a-f]{12}-[0-9a-f]{12}(\.last)?$`)
 )
 
 // storedName is the name of the file's keys in its series: partials carry
@@ -117,7 +171,7 @@ type LogArchive struct {
 }
 
 // LogPrefix is the key prefix of a scope's log archive.
-func (s Scope) LogPrefix() string { return s.Prefix() + LogDir + "/" }
+func (s Scope) LogPrefix() string { return s.Prefix() + logKindOf(s.Driver).dir + "/" }
 
 // logKey is where a stored name of a series is kept.
 func (s Scope) logKey(system, series, name string) string {
@@ -129,7 +183,7 @@ func (s Scope) logKey(system, series, name string) string {
 // storage that did not take the file: the caller must not count the file as
 // archived then (and stores it again).
 func (a *LogArchive) Store(ctx context.Context, f LogFile) (*LogRecord, error) {
-	if !systemRE.MatchString(f.System) || !seriesRE.MatchString(f.Series) || !logNameRE.MatchString(f.StoredName()) {
+	if k := logKindOf(a.Scope.Driver); !k.system.MatchString(f.System) || !k.series.MatchString(f.Series) || !k.name.MatchString(f.StoredName()) {
 		return nil, fmt.Errorf("log archive: bad name %s/%s", f.Series, f.StoredName())
 	}
 	if len(f.Data) > maxLogFile {
@@ -231,6 +285,7 @@ func (a *LogArchive) encode(f LogFile) ([]byte, *LogRecord, error) {
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	rec := &LogRecord{Format: logRecordFormat, System: f.System, Series: f.Series, Name: f.Name, Partial: f.Partial, Start: f.Start, End: f.End,
+		FirstEvent: f.FirstEvent.UTC(), LastEvent: f.LastEvent.UTC(), GTID: f.GTID,
 		Archived: now().UTC().Truncate(time.Millisecond), Size: int64(buf.Len()), RawSize: int64(len(f.Data)),
 		SHA256: hex.EncodeToString(sum[:]), Compression: a.codec.name}
 	if encrypt {
@@ -264,16 +319,17 @@ type LogEntry struct {
 // archive's are ignored.
 func ListLogs(ctx context.Context, st storage.Storage, scope Scope) ([]LogEntry, error) {
 	prefix := scope.LogPrefix()
+	kind := logKindOf(scope.Driver)
 	var out []LogEntry
 	data := map[string][]string{} // series/storedName -> data keys
 	err := st.List(ctx, prefix, func(o storage.Object) error {
 		parts := strings.Split(strings.TrimPrefix(o.Key, prefix), "/")
-		if len(parts) != 3 || !systemRE.MatchString(parts[0]) || !seriesRE.MatchString(parts[1]) {
+		if len(parts) != 3 || !kind.system.MatchString(parts[0]) || !kind.series.MatchString(parts[1]) {
 			return nil
 		}
 		system, series, file := parts[0], parts[1], parts[2]
 		if name, isRec := strings.CutSuffix(file, ".json"); isRec {
-			if !logNameRE.MatchString(name) {
+			if !kind.name.MatchString(name) {
 				return nil
 			}
 			e := LogEntry{System: system, Series: series, StoredName: name, Name: name, Stored: o.ModTime}
@@ -284,7 +340,7 @@ func ListLogs(ctx context.Context, st storage.Storage, scope Scope) ([]LogEntry,
 			out = append(out, e)
 			return nil
 		}
-		if logNameRE.MatchString(dataBase(file)) {
+		if kind.name.MatchString(dataBase(file)) {
 			k := system + "/" + series + "/" + dataBase(file)
 			data[k] = append(data[k], o.Key)
 		}

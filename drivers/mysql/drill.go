@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,16 +33,19 @@ func init() {
 	drivers.RegisterScratch(Name, startScratch)
 }
 
-// DumpMeta dumps obj; a database's dump also returns its row counts.
+// DumpMeta dumps obj; a database's dump also returns its row counts and,
+// with binary logging on, its position in the binary log (position.go).
 func (d *Driver) DumpMeta(ctx context.Context, obj drivers.Object, w io.Writer) (map[string]string, error) {
 	if obj.Kind != drivers.KindDatabase {
 		return nil, d.Dump(ctx, obj, w)
 	}
-	rc := newRowCounter()
-	if err := d.Dump(ctx, obj, io.MultiWriter(w, rc)); err != nil {
+	rc, ps := newRowCounter(), newPositionScanner()
+	if err := d.Dump(ctx, obj, io.MultiWriter(w, rc, ps)); err != nil {
 		return nil, err
 	}
-	return rc.meta(), nil
+	meta := rc.meta()
+	maps.Copy(meta, ps.meta())
+	return meta, nil
 }
 
 // Observe counts, in the restored database, the rows of the tables the dump

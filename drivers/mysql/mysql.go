@@ -107,6 +107,7 @@ type server struct {
 	mariadb bool
 	dump    string // the dump tool's path
 	client  string // the client's path
+	logBin  bool   // binary logging is on: dumps record their position in it
 }
 
 // tools picks the dump tool and client: MariaDB's own for MariaDB servers,
@@ -184,14 +185,14 @@ func (d *Driver) inspect(ctx context.Context) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := d.query(ctx, client, "SELECT VERSION()")
+	rows, err := d.query(ctx, client, "SELECT VERSION(), @@log_bin")
 	if err != nil {
 		return nil, err
 	}
-	if len(rows) != 1 {
+	if len(rows) != 1 || len(rows[0]) != 2 {
 		return nil, fmt.Errorf("mysql %s: cannot read the server version", d.where)
 	}
-	s := &server{version: rows[0][0], mariadb: strings.Contains(strings.ToLower(rows[0][0]), "mariadb")}
+	s := &server{version: rows[0][0], mariadb: strings.Contains(strings.ToLower(rows[0][0]), "mariadb"), logBin: rows[0][1] == "1"}
 	if !s.mariadb {
 		if dump, client, err = tools(false); err != nil {
 			return nil, err
@@ -262,6 +263,9 @@ func (d *Driver) Dump(ctx context.Context, obj drivers.Object, w io.Writer) erro
 			"--add-drop-table", "--comments"}
 		if !s.mariadb {
 			args = append(args, "--set-gtid-purged=OFF") // a restore must not rewrite the target's GTID state
+		}
+		if s.logBin {
+			args = append(args, positionFlags(toolVersion(ctx, s.dump))...)
 		}
 		tail := &tailWriter{w: w}
 		args = append(args, d.dumpArgs...)
