@@ -3,7 +3,6 @@ package agent
 import (
 	"time"
 
-	"remora.dev/remora/drivers/postgres"
 	"remora.dev/remora/schedule"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,7 +119,7 @@ func (m *metrics) setSchedule(s schedule.Schedule) {
 
 // walFrom registers the WAL streamer's metrics, read from stats at each
 // scrape; they are absent while no streamer runs.
-func (m *metrics) walFrom(stats func() (postgres.WALStats, bool)) {
+func (m *metrics) walFrom(stats func() (logStats, bool)) {
 	m.reg.MustRegister(walCollector{stats: stats, descs: map[string]*prometheus.Desc{
 		MetricWALStreaming:  prometheus.NewDesc(MetricWALStreaming, "1 while the WAL streamer is connected to the server, 0 while it reconnects.", nil, nil),
 		MetricWALArchived:   prometheus.NewDesc(MetricWALArchived, "When the newest WAL (segment or partial) was stored in every destination, in Unix seconds.", nil, nil),
@@ -132,7 +131,7 @@ func (m *metrics) walFrom(stats func() (postgres.WALStats, bool)) {
 
 // walCollector reads the streamer's progress at scrape time.
 type walCollector struct {
-	stats func() (postgres.WALStats, bool)
+	stats func() (logStats, bool)
 	descs map[string]*prometheus.Desc
 }
 
@@ -158,7 +157,7 @@ func (c walCollector) Collect(ch chan<- prometheus.Metric) {
 	if !st.StoredAt.IsZero() {
 		gauge(MetricWALArchived, float64(st.StoredAt.UnixNano())/1e9)
 	}
-	lag := lagBytes(st)
+	lag := st.LagBytes
 	gauge(MetricWALLagBytes, float64(lag))
 	lagSeconds := 0.0
 	if lag > 0 && !st.StoredAt.IsZero() {

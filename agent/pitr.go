@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/drivers/mysql"
 	"remora.dev/remora/drivers/postgres"
 	"remora.dev/remora/pitr"
 	"remora.dev/remora/repo"
@@ -27,17 +29,20 @@ type walStream struct {
 	flush    time.Duration
 	cancel   context.CancelFunc
 	done     chan struct{}
-	streamer *postgres.WALStreamer
+	streamer *postgres.WALStreamer // PostgreSQL's WAL
+	binlog   *mysql.BinlogStreamer // or MySQL's binary log
 }
 
-// pitrOn reports whether s asks for WAL streaming: remora.dev/pitr, else
-// the agent's --pitr, for the postgres driver.
+// pitrOn reports whether s asks for log streaming: remora.dev/pitr, else
+// the agent's --pitr, for the postgres (WAL) and mysql (binary log)
+// drivers.
 func (a *Agent) pitrOn(s spec.Spec) bool {
 	on := a.cfg.PITR
 	if s.PITR != "" {
 		on = s.PITR == "on"
 	}
-	return on && a.driver(s) == "postgres"
+	d := a.driver(s)
+	return on && (d == "postgres" || d == mysql.Name)
 }
 
 // reconcilePITR starts, restarts (a new flush interval) or stops the WAL
@@ -54,7 +59,7 @@ func (a *Agent) reconcilePITR(ctx context.Context) {
 		a.mu.Lock()
 		a.wal = nil
 		a.mu.Unlock()
-		if !want {
+		if !want && cur.binlog == nil {
 			a.log.Warn("WAL streaming switched off; the replication slot stays and keeps WAL on the server until it is dropped: SELECT pg_drop_replication_slot('" + a.slot() + "')")
 		}
 		cur = nil
@@ -91,20 +96,42 @@ func (a *Agent) startWAL(ctx context.Context, s spec.Spec) error {
 	scope := repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s)}
 	archive := &repo.LogArchive{Scope: scope, Storages: stores, Compression: compression, Recipients: a.cfg.Recipients, Signer: a.cfg.Signer, Now: a.clock.Now}
 	w := &walStream{flush: s.PITRFlush, done: make(chan struct{})}
-	w.streamer = &postgres.WALStreamer{DSN: a.cfg.DSN, Slot: a.slot(), Flush: s.PITRFlush,
-		Sink: &pitr.Sink{Archive: archive, Log: a.log}, Log: a.log.With("task", "wal")}
 	sctx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
+	run := func(ctx context.Context) error { return nil }
+	if scope.Driver == mysql.Name {
+		w.binlog = &mysql.BinlogStreamer{DSN: a.cfg.DSN, Flush: s.PITRFlush,
+			Sink: &pitr.BinlogSink{Archive: archive, Log: a.log}, Log: a.log.With("task", "binlog")}
+		run = w.binlog.Run
+		go a.watchWindow(sctx, s)
+		a.log.Info("binary log streaming on", "flush", s.PITRFlush.String())
+	} else {
+		w.streamer = &postgres.WALStreamer{DSN: a.cfg.DSN, Slot: a.slot(), Flush: s.PITRFlush,
+			Sink: &pitr.Sink{Archive: archive, Log: a.log}, Log: a.log.With("task", "wal")}
+		run = w.streamer.Run
+		go a.watchSlot(sctx, s)
+		a.log.Info("WAL streaming on", "slot", a.slot(), "flush", s.PITRFlush.String())
+	}
 	a.mu.Lock()
 	a.wal = w
 	a.mu.Unlock()
 	go func() {
 		defer close(w.done)
-		w.streamer.Run(sctx)
+		run(sctx)
 	}()
-	go a.watchSlot(sctx, s)
-	a.log.Info("WAL streaming on", "slot", a.slot(), "flush", s.PITRFlush.String())
 	return nil
+}
+
+// watchWindow reads the restorable window again every ten minutes.
+func (a *Agent) watchWindow(ctx context.Context, s spec.Spec) {
+	for {
+		a.refreshWindow(ctx, s)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Minute):
+		}
+	}
 }
 
 // watchSlot reads, every minute, how much WAL the slot holds back on the
@@ -158,37 +185,63 @@ func (a *Agent) stopWAL() {
 	}
 }
 
+// logStats is a log streamer's progress, for metrics.
+type logStats struct {
+	Connected bool
+	StoredAt  time.Time
+	LagBytes  uint64 // what the server has that the archive does not (binary log: received and not stored)
+	Gaps      int
+}
+
 // walStats is the streamer's progress, if one runs.
-func (a *Agent) walStats() (postgres.WALStats, bool) {
+func (a *Agent) walStats() (logStats, bool) {
 	a.mu.Lock()
 	w := a.wal
 	a.mu.Unlock()
-	if w == nil {
-		return postgres.WALStats{}, false
+	switch {
+	case w == nil:
+		return logStats{}, false
+	case w.binlog != nil:
+		st := w.binlog.Stats()
+		return logStats{Connected: st.Connected, StoredAt: st.StoredAt, LagBytes: st.Pending, Gaps: st.Gaps}, true
 	}
-	return w.streamer.Stats(), true
+	st := w.streamer.Stats()
+	return logStats{Connected: st.Connected, StoredAt: st.StoredAt, LagBytes: lagBytes(st), Gaps: st.Gaps}, true
 }
 
 // walStatus is the streamer's part of the status.
 func (a *Agent) walStatus() *control.WALStatus {
-	st, ok := a.walStats()
-	if !ok {
+	a.mu.Lock()
+	w := a.wal
+	a.mu.Unlock()
+	if w == nil {
 		return nil
 	}
-	out := &control.WALStatus{Slot: a.slot(), Connected: st.Connected, Timeline: st.Timeline, Stored: st.Stored.String(),
-		LagBytes: lagBytes(st), Gaps: st.Gaps, Error: st.LastError}
+	var out *control.WALStatus
+	var storedAt time.Time
+	if w.binlog != nil {
+		st := w.binlog.Stats()
+		out = &control.WALStatus{Kind: "binlog", Connected: st.Connected, Stored: fmt.Sprintf("%s@%d", st.File, st.Stored),
+			LagBytes: st.Pending, Gaps: st.Gaps, Error: st.LastError}
+		storedAt = st.StoredAt
+	} else {
+		st := w.streamer.Stats()
+		out = &control.WALStatus{Slot: a.slot(), Connected: st.Connected, Timeline: st.Timeline, Stored: st.Stored.String(),
+			LagBytes: lagBytes(st), Gaps: st.Gaps, Error: st.LastError}
+		storedAt = st.StoredAt
+	}
 	a.mu.Lock()
-	w := a.window
+	win := a.window
 	a.mu.Unlock()
-	out.WindowFrom, out.WindowTo = w.From.UTC(), w.To.UTC()
-	if w.From.IsZero() {
+	out.WindowFrom, out.WindowTo = win.From.UTC(), win.To.UTC()
+	if win.From.IsZero() {
 		out.WindowFrom, out.WindowTo = time.Time{}, time.Time{}
 	}
-	for _, g := range w.Gaps {
+	for _, g := range win.Gaps {
 		out.WindowGaps = append(out.WindowGaps, g.String())
 	}
-	if !st.StoredAt.IsZero() {
-		out.LastArchived = st.StoredAt.UTC()
+	if !storedAt.IsZero() {
+		out.LastArchived = storedAt.UTC()
 	}
 	return out
 }
@@ -205,14 +258,18 @@ func lagBytes(st postgres.WALStats) uint64 {
 // after a physical backup's retention ran in each destination.
 func (a *Agent) prunePITR(ctx context.Context, s spec.Spec, stored []storage.Storage) {
 	scope := repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s)}
+	prune := pitr.PruneWAL
+	if scope.Driver == mysql.Name {
+		prune = pitr.PruneBinlogs
+	}
 	for _, st := range stored {
-		n, err := pitr.PruneWAL(ctx, st, scope, a.cfg.Trust)
+		n, err := prune(ctx, st, scope, a.cfg.Trust)
 		if err != nil {
-			a.log.Error("WAL retention failed", "storage", st.String(), "error", err)
+			a.log.Error("log archive retention failed", "storage", st.String(), "error", err)
 			continue
 		}
 		if n > 0 {
-			a.log.Info("WAL retention removed files no kept physical backup needs", "storage", st.String(), "files", n)
+			a.log.Info("log archive retention removed files no kept backup needs", "storage", st.String(), "files", n)
 		}
 	}
 }
@@ -229,6 +286,10 @@ func (a *Agent) refreshWindow(ctx context.Context, s spec.Spec) {
 		return
 	}
 	scope := repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s), Method: drivers.MethodPhysical}
+	if scope.Driver == mysql.Name {
+		a.refreshBinlogWindow(ctx, st, scope)
+		return
+	}
 	entries, err := repo.List(ctx, st, scope, a.cfg.Trust)
 	if err != nil {
 		return
@@ -249,6 +310,23 @@ func (a *Agent) refreshWindow(ctx context.Context, s spec.Spec) {
 			return
 		}
 		w = arch.Reach(bases)
+	}
+	a.mu.Lock()
+	a.window = w
+	a.mu.Unlock()
+}
+
+// refreshBinlogWindow reads the window of MySQL's dumps and binary log.
+func (a *Agent) refreshBinlogWindow(ctx context.Context, st storage.Storage, scope repo.Scope) {
+	scope.Method = ""
+	entries, err := repo.List(ctx, st, scope, a.cfg.Trust)
+	if err != nil {
+		return
+	}
+	w, err := pitr.BinlogReach(ctx, st, scope, a.cfg.Trust, pitr.Dumps(entries))
+	if err != nil {
+		a.log.Warn("cannot read the restorable window", "storage", st.String(), "error", err)
+		return
 	}
 	a.mu.Lock()
 	a.window = w

@@ -11,6 +11,7 @@ import (
 	"remora.dev/remora/agent/notify"
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/drivers/mysql"
 	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/spec"
@@ -234,7 +235,7 @@ func (a *Agent) backupWith(ctx context.Context, s spec.Spec, r *run) error {
 				a.metrics.retentionStopped.Inc()
 			}
 		}
-		if a.method(s) == drivers.MethodPhysical && len(res.Stored) > 0 {
+		if (a.method(s) == drivers.MethodPhysical || a.driver(s) == mysql.Name) && len(res.Stored) > 0 {
 			a.prunePITR(ctx, s, res.Stored)
 			a.refreshWindow(ctx, s)
 		}

@@ -40,6 +40,9 @@ type Status struct {
 
 // WALStatus is the WAL streamer's state, while remora.dev/pitr is on.
 type WALStatus struct {
+	// Kind is "binlog" for a MySQL or MariaDB binary log; empty for
+	// PostgreSQL's WAL.
+	Kind         string    `json:"kind,omitempty"`
 	Slot         string    `json:"slot"`
 	Connected    bool      `json:"connected"`
 	Timeline     uint32    `json:"timeline"`

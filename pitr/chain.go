@@ -227,8 +227,8 @@ func contains(s []uint32, v uint32) bool {
 
 // Window is the span a storage's archive and base backups can restore to.
 type Window struct {
-	From, To time.Time // zero From: nothing restorable
-	Gaps     []Gap     // on the way from the newest base backup
+	From, To time.Time      // zero From: nothing restorable
+	Gaps     []fmt.Stringer // on the way from the newest backup
 }
 
 // Reach is the window of bases (with this archive): from the oldest base
@@ -242,7 +242,9 @@ func (a *Archive) Reach(bases []Base) Window {
 		}
 		steps, gaps := a.Chain(b)
 		if i == len(bases)-1 {
-			w.Gaps = gaps
+			for _, g := range gaps {
+				w.Gaps = append(w.Gaps, g)
+			}
 		}
 		if len(gaps) > 0 || len(steps) == 0 {
 			continue

@@ -403,6 +403,16 @@ func FetchLog(ctx context.Context, st storage.Storage, scope Scope, e LogEntry, 
 	return raw, rec, nil
 }
 
+// LogRecordOf reads and checks the record of an archived file, not its
+// data: what a window needs to know about the newest file.
+func LogRecordOf(ctx context.Context, st storage.Storage, scope Scope, e LogEntry, trust Trust) (*LogRecord, error) {
+	doc, err := readAll(ctx, st, scope.logKey(e.System, e.Series, e.StoredName+".json"), 64<<10)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.StoredName, err)
+	}
+	return checkLogRecord(doc, e, trust)
+}
+
 // checkLogRecord parses a record and checks that trust accepts it and that
 // it is the record of the file it was listed as.
 func checkLogRecord(doc []byte, e LogEntry, trust Trust) (*LogRecord, error) {

@@ -91,8 +91,8 @@ func (s Spec) CheckMethod(driver string) error {
 	if s.Method == "physical" && driver != "postgres" {
 		return invalid(AnnotationMethod, s.Method, fmt.Sprintf("physical backups are PostgreSQL's, and this pod backs up with the %s driver", driver), `"logical"`)
 	}
-	if s.PITR == "on" && driver != "postgres" {
-		return invalid(AnnotationPITR, s.PITR, fmt.Sprintf("point-in-time recovery streams PostgreSQL's WAL, and this pod backs up with the %s driver", driver), `"off"`)
+	if s.PITR == "on" && driver != "postgres" && driver != "mysql" {
+		return invalid(AnnotationPITR, s.PITR, fmt.Sprintf("point-in-time recovery streams PostgreSQL's WAL or MySQL's binary log, and this pod backs up with the %s driver", driver), `"off"`)
 	}
 	return nil
 }
@@ -240,8 +240,8 @@ var fields = []struct {
 	}},
 	{AnnotationPITR, `"on"`, func(s *Spec, v string) string {
 		s.PITR = v
-		if s.Driver != "" && s.Driver != "postgres" && v == "on" {
-			return "point-in-time recovery streams PostgreSQL's WAL; " + AnnotationDriver + " is " + s.Driver
+		if s.Driver != "" && s.Driver != "postgres" && s.Driver != "mysql" && v == "on" {
+			return "point-in-time recovery streams PostgreSQL's WAL or MySQL's binary log; " + AnnotationDriver + " is " + s.Driver
 		}
 		return oneOf(v, "want on or off", "on", "off")
 	}},

@@ -134,10 +134,10 @@ func TestMethodPhysicalIsPostgresOnly(t *testing.T) {
 	}
 }
 
-// TestPITRIsPostgresOnly: remora.dev/pitr=on with another driver is refused
+// TestPITRIsPostgresOrMySQL: remora.dev/pitr=on with another driver is refused
 // in one line, whether the driver is annotated or detected; the flush
 // interval defaults to 10s.
-func TestPITRIsPostgresOnly(t *testing.T) {
+func TestPITRIsPostgresOrMySQL(t *testing.T) {
 	_, err := Parse(map[string]string{AnnotationDriver: "redis", AnnotationPITR: "on"}, "shop/db-0")
 	if err == nil || !strings.Contains(err.Error(), AnnotationPITR+`="on"`) {
 		t.Errorf("annotated redis: err = %v", err)
@@ -146,8 +146,13 @@ func TestPITRIsPostgresOnly(t *testing.T) {
 	if err != nil || s.PITR != "on" || s.PITRFlush != 10*time.Second {
 		t.Fatalf("%q %s, %v", s.PITR, s.PITRFlush, err)
 	}
-	if err := s.CheckMethod("postgres"); err != nil {
-		t.Errorf("postgres: %v", err)
+	for _, d := range []string{"postgres", "mysql"} {
+		if err := s.CheckMethod(d); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+	if _, err := Parse(map[string]string{AnnotationDriver: "mysql", AnnotationPITR: "on"}, "shop/db-0"); err != nil {
+		t.Errorf("annotated mysql: %v", err)
 	}
 	if err := s.CheckMethod("files"); err == nil || !strings.Contains(err.Error(), AnnotationPITR) || strings.Contains(err.Error(), "\n") {
 		t.Errorf("detected files: err = %v", err)

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"remora.dev/remora/drivers/mysql"
 	"remora.dev/remora/pitr"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/storage"
@@ -82,6 +83,9 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 // window prints, when there are physical backups, the span a
 // point-in-time restore can reach with the archived WAL, and any gap.
 func (l *listCommand) window(ctx context.Context, st storage.Storage, entries []repo.Entry, trust repo.Trust) error {
+	if dumps := pitr.Dumps(entries); len(dumps) > 0 {
+		return l.binlogWindow(ctx, st, dumps, trust)
+	}
 	bases, _ := pitr.Bases(entries)
 	if len(bases) == 0 {
 		return nil
@@ -140,4 +144,27 @@ func verified(v *repo.Verification) string {
 	default:
 		return "FAILED " + v.Time.Format("2006-01-02 15:04")
 	}
+}
+
+// binlogWindow prints the span a MySQL point-in-time restore can reach
+// with the dumps and the archived binary log, and any gap.
+func (l *listCommand) binlogWindow(ctx context.Context, st storage.Storage, dumps []pitr.Dump, trust repo.Trust) error {
+	scope := l.c.scope()
+	scope.Driver, scope.Method = mysql.Name, ""
+	w, err := pitr.BinlogReach(ctx, st, scope, trust, dumps)
+	if err != nil {
+		return err
+	}
+	switch {
+	case w.From.IsZero() && len(w.Gaps) == 0:
+		fmt.Fprintln(l.env.stdout, "\nPoint in time: no archived binary log after the backups (remora.dev/pitr is off?): each restores to its own end")
+	case w.From.IsZero():
+		fmt.Fprintln(l.env.stdout, "\nPoint in time: no window")
+	default:
+		fmt.Fprintf(l.env.stdout, "\nPoint in time: restorable from %s to %s (UTC)\n", w.From.UTC().Format("2006-01-02 15:04:05"), w.To.UTC().Format("2006-01-02 15:04:05"))
+	}
+	for _, g := range w.Gaps {
+		fmt.Fprintf(l.env.stdout, "BINARY LOG GAP after the newest backup: %s\n", g)
+	}
+	return nil
 }

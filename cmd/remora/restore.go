@@ -11,6 +11,7 @@ import (
 
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/drivers/mysql"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/sidecar"
 	"remora.dev/remora/storage"
@@ -83,6 +84,9 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if r.pointInBinlog() {
+		return r.restoreBinlogs(ctx, st, entries, ids, log, trust)
+	}
 	if r.point.set() {
 		return r.restoreToPoint(ctx, st, entries, ids, log, trust)
 	}
@@ -139,6 +143,10 @@ func (r *restoreCommand) chooseMethod() error {
 	if r.dataDir == "" {
 		if len(r.tablespaceMap.values) > 0 {
 			return usagef("--tablespace-map goes with --data-dir")
+		}
+		if r.point.set() && !r.point.ifEmpty && r.c.driver == mysql.Name {
+			r.c.method = drivers.MethodLogical // a dump and the binary log after it
+			return nil
 		}
 		if r.point.set() || r.point.ifEmpty {
 			return usagef("--to-time, --to-lsn, --to-latest and --if-empty recover a PostgreSQL data directory: add --data-dir DIR")

@@ -26,9 +26,9 @@ type pointFlags struct {
 }
 
 func (p *pointFlags) define(fs *flag.FlagSet) {
-	choiceString(fs, &p.toTime, "to-time", "with --data-dir: recover to this time (RFC 3339, or UTC): every transaction committed then, none after")
+	choiceString(fs, &p.toTime, "to-time", "recover to this time (RFC 3339, or UTC): PostgreSQL with --data-dir; MySQL/MariaDB from a dump and the binary log (to the second)")
 	choiceString(fs, &p.toLSN, "to-lsn", "with --data-dir: recover up to this WAL position (e.g. 0/3000060)")
-	choiceBool(fs, &p.toLatest, "to-latest", "with --data-dir: recover everything the WAL archive holds")
+	choiceBool(fs, &p.toLatest, "to-latest", "recover everything the WAL or binary log archive holds")
 	choiceBool(fs, &p.ifEmpty, "if-empty", "with --data-dir: when the directory already holds a data directory, do nothing and succeed (for an init container that runs at every start)")
 }
 

@@ -92,7 +92,11 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "skipped runs  %d (a backup was still running)\n", st.SkippedRuns)
 	}
 	if st.WAL != nil {
-		fmt.Fprintf(w, "WAL           %s\n", walLine(st.WAL, now))
+		label := "WAL          "
+		if st.WAL.Kind == "binlog" {
+			label = "Binary log   "
+		}
+		fmt.Fprintf(w, "%s %s\n", label, walLine(st.WAL, now))
 	}
 	return nil
 }
@@ -107,6 +111,9 @@ func walLine(s *control.WALStatus, now time.Time) string {
 		}
 	}
 	out := fmt.Sprintf("%s through slot %s, timeline %d, archived up to %s", state, s.Slot, s.Timeline, s.Stored)
+	if s.Kind == "binlog" {
+		out = fmt.Sprintf("%s the binary log, archived up to %s", state, s.Stored)
+	}
 	if !s.LastArchived.IsZero() {
 		out += fmt.Sprintf(" at %s (%s ago)", s.LastArchived.UTC().Format("15:04:05"), now.Sub(s.LastArchived).Round(time.Second))
 	}
@@ -121,6 +128,9 @@ func walLine(s *control.WALStatus, now time.Time) string {
 		out += fmt.Sprintf("; restorable from %s to %s", s.WindowFrom.Format("2006-01-02 15:04:05"), s.WindowTo.Format("2006-01-02 15:04:05"))
 	default:
 		out += "; no restorable window yet (it needs a physical backup)"
+		if s.Kind == "binlog" {
+			out = strings.TrimSuffix(out, "physical backup)") + "backup taken while the binary log is archived)"
+		}
 	}
 	for _, g := range s.WindowGaps {
 		out += "; GAP: " + g

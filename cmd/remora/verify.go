@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/drivers/mysql"
 	"remora.dev/remora/pitr"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/storage"
@@ -132,6 +133,9 @@ func (v *verifyCommand) verify(ctx context.Context, st storage.Storage, todo []*
 // verifyWAL checks, for a physical backup, the archived WAL after it:
 // continuous to the newest file, every file matching its record.
 func (v *verifyCommand) verifyWAL(ctx context.Context, st storage.Storage, e *repo.Entry, opts repo.VerifyOptions) error {
+	if e.Manifest.Driver == mysql.Name {
+		return v.verifyBinlog(ctx, st, e, opts)
+	}
 	if e.Manifest.Method != drivers.MethodPhysical {
 		return nil
 	}
@@ -147,6 +151,27 @@ func (v *verifyCommand) verifyWAL(ctx context.Context, st storage.Storage, e *re
 	}
 	if rep.Files > 0 {
 		fmt.Fprintf(v.env.stdout, "%s  WAL OK  %d archived files after it, without a gap, up to %s (archived %s)\n",
+			e.Manifest.ID, rep.Files, rep.Last, rep.Until.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// verifyBinlog checks, for a MySQL dump that recorded its position, the
+// archived binary log after it: continuous to the newest piece, every
+// piece matching its record and every event its checksum.
+func (v *verifyCommand) verifyBinlog(ctx context.Context, st storage.Storage, e *repo.Entry, opts repo.VerifyOptions) error {
+	dumps := pitr.Dumps([]repo.Entry{*e})
+	if len(dumps) == 0 {
+		return nil
+	}
+	scope := v.c.scope()
+	scope.Driver, scope.Method = mysql.Name, ""
+	rep, err := pitr.VerifyBinlogs(ctx, st, scope, v.trust, opts.Identities, dumps[0])
+	if err != nil {
+		return err
+	}
+	if rep.Files > 0 {
+		fmt.Fprintf(v.env.stdout, "%s  BINLOG OK  %d archived pieces after it, without a gap, up to %s (newest event %s)\n",
 			e.Manifest.ID, rep.Files, rep.Last, rep.Until.UTC().Format(time.RFC3339))
 	}
 	return nil

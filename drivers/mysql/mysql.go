@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,7 @@ type Driver struct {
 	conn      []string // connection options for the tools, without the password
 	password  string
 	where     string // host:port or the socket, for messages
+	network   string // "unix" for a socket, else "tcp"
 	user      string
 	databases []string
 	dumpArgs  []string
@@ -82,7 +84,7 @@ func New(cfg drivers.Config) (*Driver, error) {
 	}
 	if sock := q.Get("socket"); sock != "" {
 		d.conn = append(d.conn, "--protocol=SOCKET", "--socket="+sock)
-		d.where = sock
+		d.where, d.network = sock, "unix"
 	} else {
 		host := u.Hostname()
 		if host == "" {
@@ -93,7 +95,7 @@ func New(cfg drivers.Config) (*Driver, error) {
 			port = "3306"
 		}
 		d.conn = append(d.conn, "--protocol=TCP", "--host="+host, "--port="+port)
-		d.where = host + ":" + port
+		d.where, d.network = net.JoinHostPort(host, port), "tcp"
 	}
 	if p := strings.Trim(u.Path, "/"); p != "" {
 		return nil, fmt.Errorf("mysql: the DSN names no database (got %q); choose them with --databases", p)
