@@ -18,6 +18,8 @@ type MariaDB struct {
 	Socket string
 	Dir    string
 	p      *proc
+	opts   MariaDBOptions
+	starts int // how many times the server was launched, to name its logs
 }
 
 var mariadbFast = []string{"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
@@ -58,8 +60,24 @@ func currentUser() string {
 	return "nobody"
 }
 
-// StartMariaDB starts a MariaDB server with a fresh data directory.
+// MariaDBOptions changes how StartMariaDBWith starts the server.
+type MariaDBOptions struct {
+	// LogBin turns the binary log on: files <Dir>/mysql-bin.NNNNNN, row
+	// format, server id 1, CRC32 checksums (the server's default).
+	LogBin bool
+	// Args are extra mariadbd options, after the others.
+	Args []string
+}
+
+// StartMariaDB starts a MariaDB server with a fresh data directory and no
+// binary log.
 func StartMariaDB(t testing.TB) *MariaDB {
+	t.Helper()
+	return StartMariaDBWith(t, MariaDBOptions{})
+}
+
+// StartMariaDBWith starts a MariaDB server with a fresh data directory.
+func StartMariaDBWith(t testing.TB, opts MariaDBOptions) *MariaDB {
 	t.Helper()
 	if _, err := exec.LookPath("mariadb-install-db"); err != nil || !isExec("/usr/sbin/mariadbd") {
 		Missing(t, "MariaDB server", "apt-get install mariadb-server mariadb-client")
@@ -73,31 +91,65 @@ func StartMariaDB(t testing.TB) *MariaDB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	data := filepath.Join(dir, "data")
-	if out, err := exec.Command("cp", "-a", tmpl, data).CombinedOutput(); err != nil {
+	if out, err := exec.Command("cp", "-a", tmpl, filepath.Join(dir, "data")).CombinedOutput(); err != nil {
 		t.Fatalf("copy data dir: %v\n%s", err, out)
 	}
 	var lastErr error
 	for try := 0; try < 3; try++ {
-		m := &MariaDB{Port: FreePort(t), Socket: filepath.Join(dir, "mysqld.sock"), Dir: dir}
-		args := append([]string{"--no-defaults", "--user=" + currentUser(), "--datadir=" + data, "--socket=" + m.Socket,
-			"--port=" + itoa(m.Port), "--bind-address=127.0.0.1", "--pid-file=" + filepath.Join(dir, "mysqld.pid"),
-			"--log-error=" + filepath.Join(dir, fmt.Sprintf("error-%d.log", try)), "--tmpdir=" + dir,
-			"--skip-name-resolve", "--skip-performance-schema"}, mariadbFast...)
-		m.p = start(t, exec.Command("/usr/sbin/mariadbd", args...), filepath.Join(dir, fmt.Sprintf("mariadbd-%d.log", try)))
-		m.p.log = filepath.Join(dir, fmt.Sprintf("error-%d.log", try))
-		lastErr = m.p.waitReady(func() error {
-			return exec.Command("mariadb-admin", "--no-defaults", "--socket="+m.Socket, "-uroot", "ping").Run()
-		})
-		if lastErr == nil {
+		m := &MariaDB{Port: FreePort(t), Socket: filepath.Join(dir, "mysqld.sock"), Dir: dir, opts: opts}
+		if lastErr = m.launch(t); lastErr == nil {
 			t.Cleanup(func() { m.p.stop(syscall.SIGTERM) })
 			m.SQL(t, "CREATE USER 'remora'@'%' IDENTIFIED BY '"+Canary+"'; GRANT ALL ON *.* TO 'remora'@'%' WITH GRANT OPTION")
 			return m
 		}
-		m.p.stop(syscall.SIGKILL)
 	}
 	t.Fatalf("mariadb: %v", lastErr)
 	return nil
+}
+
+// args are the server's options: the fast ones, the binary log's, then the
+// caller's.
+func (m *MariaDB) args(errLog string) []string {
+	args := []string{"--no-defaults", "--user=" + currentUser(), "--datadir=" + filepath.Join(m.Dir, "data"),
+		"--socket=" + m.Socket, "--port=" + itoa(m.Port), "--bind-address=127.0.0.1",
+		"--pid-file=" + filepath.Join(m.Dir, "mysqld.pid"), "--log-error=" + errLog, "--tmpdir=" + m.Dir,
+		"--skip-name-resolve", "--skip-performance-schema"}
+	for _, a := range mariadbFast {
+		if a != "--skip-log-bin" || !m.opts.LogBin {
+			args = append(args, a)
+		}
+	}
+	if m.opts.LogBin {
+		args = append(args, "--log-bin="+filepath.Join(m.Dir, "mysql-bin"), "--binlog-format=ROW", "--server-id=1")
+	}
+	return append(args, m.opts.Args...)
+}
+
+// launch starts the server on m's data directory and ports and waits until
+// it answers; on failure the process is gone.
+func (m *MariaDB) launch(t testing.TB) error {
+	t.Helper()
+	m.starts++
+	errLog := filepath.Join(m.Dir, fmt.Sprintf("error-%d.log", m.starts))
+	m.p = start(t, exec.Command("/usr/sbin/mariadbd", m.args(errLog)...), filepath.Join(m.Dir, fmt.Sprintf("mariadbd-%d.log", m.starts)))
+	m.p.log = errLog
+	err := m.p.waitReady(func() error {
+		return exec.Command("mariadb-admin", "--no-defaults", "--socket="+m.Socket, "-uroot", "ping").Run()
+	})
+	if err != nil {
+		m.p.stop(syscall.SIGKILL)
+	}
+	return err
+}
+
+// Restart shuts the server down cleanly (unless Kill already stopped it) and
+// starts it again on the same data directory, socket and port.
+func (m *MariaDB) Restart(t testing.TB) {
+	t.Helper()
+	m.p.stop(syscall.SIGTERM)
+	if err := m.launch(t); err != nil {
+		t.Fatalf("mariadb restart: %v", err)
+	}
 }
 
 // DSN is the URL Remora takes, over TCP as the remora user.
@@ -128,5 +180,6 @@ func (m *MariaDB) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command(name, append([]string{"--no-defaults", "--socket=" + m.Socket, "-uroot"}, args...)...)
 }
 
-// Kill stops the server at once (SIGKILL), as a crash would.
+// Kill stops the server at once (SIGKILL), as a crash would; Restart starts
+// it again.
 func (m *MariaDB) Kill() { m.p.stop(syscall.SIGKILL) }
