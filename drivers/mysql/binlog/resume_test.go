@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"remora.dev/remora/drivers/mysql/binlog"
 	"remora.dev/remora/internal/testenv"
@@ -168,4 +169,26 @@ func checkFileEnd(t *testing.T, f *files, file string, crash bool) {
 		return
 	}
 	t.Errorf("no end of %s", file)
+}
+
+// TestHeartbeat: on an idle server the heartbeats are consumed and Next
+// returns the next event of the file once there is one.
+func TestHeartbeat(t *testing.T) {
+	m := startServer(t)
+	s, err := dial(t, m, "tcp").Dump(context.Background(), replicaID, "mysql-bin.000001", 4, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var f files
+	streamTo(t, s, m, &f)
+	m.SQL(t, "DO SLEEP(0.3)") // idle: the server sends heartbeats
+	m.SQL(t, "CREATE DATABASE hb")
+	ev, err := s.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Pos != f.last.End() || ev.GTID == "" {
+		t.Fatalf("after the heartbeats: %s:%d gtid %q, want the GTID event at %d", ev.File, ev.Pos, ev.GTID, f.last.End())
+	}
 }
