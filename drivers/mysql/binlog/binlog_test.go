@@ -36,20 +36,29 @@ func dial(t *testing.T, m *testenv.MariaDB, network string) *binlog.Conn {
 }
 
 // files rebuilds binlog files from streamed events the way an archive
-// would: magic, then each event at its position.
+// would: magic, then each event at its position. A file the stream started
+// in the middle of holds the bytes from that offset (base).
 type files struct {
 	data  map[string][]byte
+	base  map[string]uint64
 	order []string
 	last  binlog.Event
+	all   []binlog.Event
+	// crashed files were never closed: the in-use flag stays set on disk.
+	crashed map[string]bool
 }
 
 func (f *files) add(t *testing.T, ev binlog.Event) {
 	t.Helper()
 	if f.data == nil {
-		f.data = map[string][]byte{}
+		f.data, f.base = map[string][]byte{}, map[string]uint64{}
 	}
 	if _, ok := f.data[ev.File]; !ok {
 		f.order = append(f.order, ev.File)
+		f.base[ev.File] = ev.Pos
+		if ev.NewFile {
+			f.base[ev.File] = 0
+		}
 	}
 	b := f.data[ev.File]
 	if ev.NewFile {
@@ -58,11 +67,12 @@ func (f *files) add(t *testing.T, ev binlog.Event) {
 		}
 		b = append(b, binlog.Magic...)
 	}
-	if uint64(len(b)) != ev.Pos {
-		t.Fatalf("event at %s:%d, the file so far holds %d bytes", ev.File, ev.Pos, len(b))
+	if end := f.base[ev.File] + uint64(len(b)); end != ev.Pos {
+		t.Fatalf("event at %s:%d, the file so far ends at %d", ev.File, ev.Pos, end)
 	}
 	f.data[ev.File] = append(b, ev.Raw...)
 	f.last = ev
+	f.all = append(f.all, ev)
 }
 
 // streamTo reads events until the stream is at the server's current end.
@@ -90,12 +100,13 @@ func masterStatus(t *testing.T, m *testenv.MariaDB) (string, uint64) {
 
 // sameAsDisk compares each rebuilt file with the server's (from the offset
 // the stream started at in it) and verifies both.
-func sameAsDisk(t *testing.T, m *testenv.MariaDB, f *files, from map[string]uint64) {
+func sameAsDisk(t *testing.T, m *testenv.MariaDB, f *files) {
 	t.Helper()
 	if len(f.order) == 0 {
 		t.Fatal("no file streamed")
 	}
 	active, _ := masterStatus(t, m)
+	inUse := f.crashed
 	for _, name := range f.order {
 		disk, err := os.ReadFile(filepath.Join(m.Dir, name))
 		if err != nil {
@@ -104,20 +115,18 @@ func sameAsDisk(t *testing.T, m *testenv.MariaDB, f *files, from map[string]uint
 		if _, err := binlog.VerifyFile(bytes.NewReader(disk)); err != nil {
 			t.Errorf("%s on disk: %v", name, err)
 		}
-		if name == active && len(disk) > 21 {
+		if (name == active || inUse[name]) && len(disk) > 21 {
 			// The server sends the file's format description with the
 			// in-use flag clear, as the file will hold it once closed.
 			disk[21] &^= 1
 		}
 		got := f.data[name]
-		if off := from[name]; off > 0 {
-			disk = disk[off:]
-		}
+		disk = disk[f.base[name]:]
 		if !bytes.Equal(got, disk) {
 			t.Errorf("%s: streamed %d bytes differ from the %d on disk (first difference at %d)", name, len(got), len(disk), firstDiff(got, disk))
 			continue
 		}
-		if from[name] == 0 {
+		if f.base[name] == 0 {
 			if _, err := binlog.VerifyFile(bytes.NewReader(got)); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
@@ -165,12 +174,57 @@ func TestStreamMatchesServerFiles(t *testing.T) {
 	if len(f.order) != 2 {
 		t.Fatalf("streamed files %v, want two", f.order)
 	}
-	sameAsDisk(t, m, &f, nil)
-	if t.Failed() {
-		return
+	sameAsDisk(t, m, &f)
+	checkTransactions(t, f.all)
+	big := false
+	for _, ev := range f.all {
+		big = big || ev.End()-ev.Pos > 1<<24
 	}
-	var commits int
-	_ = commits
+	if !big {
+		t.Error("no event over 16 MiB streamed")
+	}
+	info, err := dial(t, m, "unix").Inspect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.GTIDPosition != lastGTID(f.all) || info.GTIDPosition == "" {
+		t.Errorf("server at GTID %q, stream's last %q", info.GTIDPosition, lastGTID(f.all))
+	}
+}
+
+// checkTransactions: every GTID event opens a transaction that one Commit
+// event closes before the next GTID.
+func checkTransactions(t *testing.T, evs []binlog.Event) {
+	t.Helper()
+	open, n := false, 0
+	for _, ev := range evs {
+		if ev.GTID != "" {
+			if open {
+				t.Errorf("GTID %s at %s:%d while a transaction is open", ev.GTID, ev.File, ev.Pos)
+			}
+			open = true
+			n++
+		}
+		if ev.Commit {
+			if !open {
+				t.Errorf("commit at %s:%d outside a transaction", ev.File, ev.Pos)
+			}
+			open = false
+		}
+	}
+	if open || n == 0 {
+		t.Errorf("%d transactions, the last open: %v", n, open)
+	}
+}
+
+func lastGTID(evs []binlog.Event) string {
+	g := ""
+	for _, ev := range evs {
+		if ev.GTID != "" {
+			g = ev.GTID
+		}
+	}
+	return g
 }
 
 func TestPurged(t *testing.T) {
@@ -189,7 +243,10 @@ func TestPurged(t *testing.T) {
 // repeats the statement until the file is gone.
 func purgeTo(t *testing.T, m *testenv.MariaDB, file string) {
 	t.Helper()
-	for !strings.HasPrefix(m.SQL(t, "PURGE BINARY LOGS TO '"+file+"'; SHOW BINARY LOGS"), file) {
+	for try := 0; !strings.HasPrefix(m.SQL(t, "PURGE BINARY LOGS TO '"+file+"'; SHOW BINARY LOGS"), file); try++ {
+		if try == 1000 {
+			t.Fatalf("the server keeps the files before %s", file)
+		}
 		m.SQL(t, "FLUSH ENGINE LOGS")
 	}
 }

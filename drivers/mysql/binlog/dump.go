@@ -47,7 +47,10 @@ type Event struct {
 	File string // the binlog file the event is part of
 	Pos  uint64 // its offset in that file
 	// Raw is header, body and checksum: exactly the file's bytes at Pos.
-	// Each Event has its own Raw: Next never reuses it.
+	// Each Event has its own Raw: Next never reuses it. (One bit may differ
+	// from the disk while the server still writes the file: the format
+	// description's in-use flag, which the server sends clear, as the file
+	// holds it once closed; the checksum does not cover that flag.)
 	Raw       []byte
 	Type      byte
 	Timestamp uint32
@@ -74,7 +77,7 @@ type Stream struct {
 	c     *Conn
 	ctx   context.Context
 	stop  func() bool
-	idle  time.Duration // read deadline: three heartbeats
+	idle  time.Duration // read deadline when heartbeats are on
 	first []byte        // the packet Dump read to see the dump start
 
 	file  string // the file the next event is part of
@@ -82,12 +85,13 @@ type Stream struct {
 	crc   bool   // the file's events end with a CRC32
 	ended bool   // EndOfFile was returned for file
 	txn   txnTracker
+	err   error // the first error: the stream cannot go on after it
 }
 
 // Dump registers as a replica with serverID (COM_REGISTER_SLAVE) and starts
 // streaming from offset pos of file (COM_BINLOG_DUMP, 4 for the start of a
 // file). heartbeat asks the server for a heartbeat when it has nothing to
-// send; a stream that stays silent for three of them fails. After Dump the
+// send; a stream that stays silent for three of them (and 10 s more) fails. After Dump the
 // Conn only reads events; closing the Stream closes it. When ctx ends the
 // connection is closed and Next returns.
 func (c *Conn) Dump(ctx context.Context, serverID uint32, file string, pos uint64, heartbeat time.Duration) (*Stream, error) {
@@ -103,7 +107,12 @@ func (c *Conn) Dump(ctx context.Context, serverID uint32, file string, pos uint6
 	if err := c.prepareDump(ctx, serverID, heartbeat); err != nil {
 		return nil, err
 	}
-	s := &Stream{c: c, ctx: ctx, file: file, pos: pos, idle: 3 * heartbeat}
+	s := &Stream{c: c, ctx: ctx, file: file, pos: pos}
+	if heartbeat > 0 {
+		// Generous: the deadline is there to notice a vanished server, not
+		// a slow one.
+		s.idle = 3*heartbeat + 10*time.Second
+	}
 	s.stop = c.closeOn(ctx)
 	b := binary.LittleEndian.AppendUint32([]byte{comBinlogDump}, uint32(pos))
 	flags := uint16(0)
@@ -200,17 +209,24 @@ func (s *Stream) wrap(err error) error {
 // server re-sends when a dump starts in the middle of a file are consumed:
 // every event returned is bytes of a file, at the offset where the previous
 // one ended.
+// After an error every call returns it again.
 func (s *Stream) Next() (Event, error) {
-	for {
+	for s.err == nil {
 		raw, err := s.nextPacket()
 		if err != nil {
-			return Event{}, err
+			s.err = err
+			break
 		}
 		ev, ok, err := s.handle(raw)
-		if err != nil || ok {
-			return ev, err
+		if err != nil {
+			s.err = err
+			break
+		}
+		if ok {
+			return ev, nil
 		}
 	}
+	return Event{}, s.err
 }
 
 // nextPacket returns the next event's bytes, without the OK marker.

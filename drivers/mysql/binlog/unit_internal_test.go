@@ -2,7 +2,12 @@ package binlog
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"testing"
 )
 
@@ -85,5 +90,40 @@ func TestMariaDBGTID(t *testing.T) {
 		if got != tt.want || standalone != tt.wantStandalone {
 			t.Errorf("%x: %q standalone %v, want %q %v", tt.body, got, standalone, tt.want, tt.wantStandalone)
 		}
+	}
+}
+
+// TestEncryptPassword: caching_sha2_password's full authentication without
+// TLS sends the NUL-terminated password XORed with the scramble, RSA-OAEP
+// (SHA-1) encrypted with the key the server sent as PEM (PKIX or PKCS#1).
+func TestEncryptPassword(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkix, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	scramble := []byte("01234567890123456789")
+	pems := [][]byte{
+		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}),
+		pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&key.PublicKey)}),
+	}
+	for _, p := range pems {
+		enc, err := encryptPassword(p, scramble, "a password longer than the scramble")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := rsa.DecryptOAEP(sha1.New(), nil, key, enc, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range plain {
+			plain[i] ^= scramble[i%len(scramble)]
+		}
+		if string(plain) != "a password longer than the scramble\x00" {
+			t.Fatalf("decrypted %q", plain)
+		}
+	}
+	if _, err := encryptPassword([]byte("not a key"), scramble, "x"); err == nil {
+		t.Fatal("a key that is not PEM was accepted")
 	}
 }
