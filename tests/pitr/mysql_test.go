@@ -3,6 +3,7 @@ package pitr
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,19 +23,26 @@ type mysqlPod struct {
 	agent  *testenv.Process
 }
 
-func startMySQLPod(t *testing.T, db *testenv.MariaDB, storages string, annotations map[string]string) *mysqlPod {
+func startMySQLPod(t *testing.T, db *testenv.MariaDB, storages string, annotations map[string]string, env ...string) *mysqlPod {
 	podinfo := t.TempDir()
 	sock := filepath.Join(testenv.SocketDir(t), "agent.sock")
 	testenv.WriteDownwardAPI(t, podinfo, annotations)
 	p := &mysqlPod{t: t, db: db, socket: sock, env: []string{"REMORA_STORAGE=" + storages, "REMORA_DRIVER=mysql",
 		"REMORA_DSN=" + db.DSN(), "REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=maria-0",
 		"REMORA_ANNOTATIONS=" + filepath.Join(podinfo, "annotations"), "REMORA_SOCKET=" + sock, "REMORA_METRICS_ADDR="}}
+	p.env = append(p.env, env...)
 	p.start()
 	return p
 }
 
 func (p *mysqlPod) start() {
-	p.agent = clitest.StartAgent(p.t, remora, p.env, p.socket)
+	ag := clitest.StartAgent(p.t, remora, p.env, p.socket)
+	p.agent = ag
+	p.t.Cleanup(func() {
+		if p.t.Failed() {
+			p.t.Logf("agent:\n%s", ag.Logs())
+		}
+	})
 	testenv.WaitFor(p.t, "binary log streaming", time.Minute, func() bool {
 		w := clitest.Status(p.t, remora, p.env).WAL
 		return w != nil && w.Connected && w.Kind == "binlog"
@@ -131,8 +139,7 @@ func TestMySQLPointInTime(t *testing.T) {
 	s3.MakeBucket(t, "binlog")
 	dir := t.TempDir()
 	s3URL := "s3://binlog/arch?endpoint=" + s3.Endpoint + "&region=" + s3.Region + "&insecure=true"
-	p := startMySQLPod(t, db, s3URL+" file://"+dir, map[string]string{"remora.dev/pitr": "on", "remora.dev/pitr-flush": "1s"})
-	p.env = append(p.env, s3.Env()...)
+	p := startMySQLPod(t, db, s3URL+" file://"+dir, map[string]string{"remora.dev/pitr": "on", "remora.dev/pitr-flush": "1s"}, s3.Env()...)
 
 	stop := load(t, db)
 	remora.Must(t, p.env, "backup", "--wait")
@@ -159,7 +166,7 @@ func TestMySQLPointInTime(t *testing.T) {
 		t.Fatalf("%d backups listed, want 1", len(entries))
 	}
 	for _, st := range []string{s3URL, "file://" + dir} {
-		env := append(p.env, "REMORA_STORAGE="+st)
+		env := slices.Concat(p.env, []string{"REMORA_STORAGE=" + st})
 		if out := remora.Must(t, env, "verify", entries[0].ID).Stdout; !strings.Contains(out, "BINLOG OK") {
 			t.Errorf("verify in %s: %s", st, out)
 		}
@@ -173,7 +180,7 @@ func TestMySQLPointInTime(t *testing.T) {
 
 	// To a time between A and B, into a new server: exactly A.
 	other := testenv.StartMariaDB(t)
-	restoreEnv := append(p.env, "REMORA_DSN="+other.DSN(), "REMORA_STORAGE=file://"+dir)
+	restoreEnv := slices.Concat(p.env, []string{"REMORA_DSN=" + other.DSN(), "REMORA_STORAGE=file://" + dir})
 	remora.Must(t, restoreEnv, "restore", "--to-time", target.UTC().Format(time.RFC3339), "--yes")
 	if got := checksums(t, other, mysqlTables...); got != wantA {
 		t.Errorf("restored to %s:\n%s\nwant (after A):\n%s", target, got, wantA)
@@ -181,7 +188,7 @@ func TestMySQLPointInTime(t *testing.T) {
 	// To the latest, from the other storage: everything, across the kill
 	// and the restart.
 	latest := testenv.StartMariaDB(t)
-	remora.Must(t, append(p.env, "REMORA_DSN="+latest.DSN()), "restore", "--to-latest", "--yes")
+	remora.Must(t, slices.Concat(p.env, []string{"REMORA_DSN=" + latest.DSN()}), "restore", "--to-latest", "--yes")
 	if got := checksums(t, latest, mysqlTables...); got != wantLatest {
 		t.Errorf("restored to the latest:\n%s\nwant:\n%s", got, wantLatest)
 	}
@@ -209,7 +216,12 @@ func TestMySQLBinlogGap(t *testing.T) {
 	p.agent.Kill()
 	db.SQL(t, "INSERT INTO shop.t VALUES (2); FLUSH BINARY LOGS; INSERT INTO shop.t VALUES (3); FLUSH BINARY LOGS")
 	file, _ := masterPos(t, db)
-	db.SQL(t, "PURGE BINARY LOGS TO '"+file+"'")
+	// The server purges a file only once no replica reads it: the killed
+	// agent's session ends when the server next writes to it.
+	testenv.WaitFor(t, "the binary logs purged", time.Minute, func() bool {
+		db.SQL(t, "PURGE BINARY LOGS TO '"+file+"'")
+		return len(strings.Split(strings.TrimSpace(db.SQL(t, "SHOW BINARY LOGS")), "\n")) == 1
+	})
 	p.start()
 	testenv.WaitFor(t, "the gap counted", time.Minute, func() bool {
 		w := clitest.Status(t, remora, p.env).WAL
@@ -226,7 +238,7 @@ func TestMySQLBinlogGap(t *testing.T) {
 		t.Errorf("list shows no gap:\n%s", out)
 	}
 	other := testenv.StartMariaDB(t)
-	r = remora.Run(t, append(p.env, "REMORA_DSN="+other.DSN()), "restore", "--to-latest", "--yes")
+	r = remora.Run(t, slices.Concat(p.env, []string{"REMORA_DSN=" + other.DSN()}), "restore", "--to-latest", "--yes")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "nothing restored") {
 		t.Errorf("restore across the gap: %s", r)
 	}
