@@ -17,13 +17,17 @@ import (
 var commonEnv = []string{"PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR"}
 
 // neverEnv are never passed on, whatever a driver asks: Remora's settings and
-// secrets, the storage's, the encryption's, and the dynamic loader's hooks.
-var neverEnv = []string{"AWS_*", "AZURE_*", "REMORA_*", "AGE_*", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"}
+// secrets, the storage's, the encryption's, the dynamic loader's hooks, and
+// the database clients' password variables (Remora's own PGPASSWORD
+// included): a tool gets its password in a file (SecretFile), since
+// another process of the same user reads a process's environment.
+var neverEnv = []string{"AWS_*", "AZURE_*", "REMORA_*", "AGE_*", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
+	"PGPASSWORD", "MYSQL_PWD", "REDISCLI_AUTH"}
 
 // ToolEnv is the environment of a tool: from Remora's environment, commonEnv
 // and the variables named in pass (NAME, or PREFIX* for every name that
-// begins with PREFIX), never one of neverEnv; then set (NAME=value), which
-// replaces a variable of the same name.
+// begins with PREFIX); then set (NAME=value), which replaces a variable of the
+// same name; never one of neverEnv.
 func ToolEnv(pass []string, set ...string) []string {
 	setNames := make([]string, len(set))
 	for i, kv := range set {
@@ -32,11 +36,11 @@ func ToolEnv(pass []string, set ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if (matches(name, commonEnv) || matches(name, pass)) && !matches(name, neverEnv) && !matches(name, setNames) {
+		if (matches(name, commonEnv) || matches(name, pass)) && !matches(name, setNames) {
 			env = append(env, kv)
 		}
 	}
-	return append(env, set...)
+	return withoutNever(append(env, set...))
 }
 
 // matches reports whether name is one of names, where a name ending in "*"

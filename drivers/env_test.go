@@ -26,12 +26,12 @@ func TestToolEnv(t *testing.T) {
 		{"common only", nil, nil,
 			[]string{"PATH=/usr/bin", "HOME=/home/r", "LC_ALL=C.UTF-8", "TZ=UTC"},
 			[]string{"PGSSLMODE", "PGPASSWORD", "MYSQL_HOST", "AWS_SECRET_ACCESS_KEY", "REMORA_SMTP_PASSWORD", "AGE_IDENTITY", "LD_PRELOAD", "SOME_TOKEN"}},
-		{"passed prefix, set replaces", []string{"PG*"}, []string{"PGPASSWORD=dsn"},
-			[]string{"PATH=/usr/bin", "PGSSLMODE=verify-full", "PGPASSWORD=dsn"},
-			[]string{"PGPASSWORD=ambient", "MYSQL_HOST", "SOME_TOKEN"}},
-		{"never passed even when asked", []string{"AWS_*", "REMORA_SMTP_PASSWORD", "LD_PRELOAD"}, nil,
-			[]string{"PATH=/usr/bin"},
-			[]string{"AWS_SECRET_ACCESS_KEY", "REMORA_SMTP_PASSWORD", "LD_PRELOAD"}},
+		{"passed prefix, set replaces", []string{"PG*"}, []string{"PGSSLMODE=disable"},
+			[]string{"PATH=/usr/bin", "PGSSLMODE=disable"},
+			[]string{"PGSSLMODE=verify-full", "PGPASSWORD", "MYSQL_HOST", "SOME_TOKEN"}},
+		{"never passed even when asked", []string{"AWS_*", "REMORA_SMTP_PASSWORD", "LD_PRELOAD", "PG*"}, []string{"PGPASSWORD=dsn", "MYSQL_PWD=dsn"},
+			[]string{"PATH=/usr/bin", "PGSSLMODE=verify-full"},
+			[]string{"AWS_SECRET_ACCESS_KEY", "REMORA_SMTP_PASSWORD", "LD_PRELOAD", "PGPASSWORD", "MYSQL_PWD"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := ToolEnv(tc.pass, tc.set...)

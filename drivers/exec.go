@@ -28,6 +28,9 @@ type Command struct {
 	// Credential, if set, is the user the tool runs as (Remora as root
 	// starting a server that refuses root).
 	Credential *syscall.Credential
+	// Secret, if set, is a password the tool reads from a file that lives
+	// as long as the command: never its environment or its arguments.
+	Secret *SecretFile
 }
 
 // Run runs the command with stdin (may be nil) as its input and stdout (may be
@@ -35,12 +38,29 @@ type Command struct {
 // input to the end without error, its output was all written, and it exited
 // with status 0. Otherwise the error names the tool and carries the end of its
 // stderr. If writing the output or reading the input fails, the command is
-// stopped at once and that failure is returned.
+// stopped at once and that failure is returned. A Secret's file is gone when
+// Run returns.
 func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
-	name := c.Path
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		name = name[i+1:]
+	if c.Secret == nil {
+		return c.run(ctx, stdin, stdout)
 	}
+	path, remove, err := c.Secret.write(c.Credential)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.name(), err)
+	}
+	defer remove()
+	c.Args, c.Env = c.Secret.place(path, c.Args, c.Env)
+	c.Secret = nil
+	return c.run(ctx, stdin, stdout)
+}
+
+// name is the tool's file name, for messages.
+func (c Command) name() string {
+	return c.Path[strings.LastIndexByte(c.Path, '/')+1:]
+}
+
+func (c Command) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	name := c.name()
 	path, args := lowPriority(ctx, c.Path, c.Args)
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = ToolEnv(nil)

@@ -31,21 +31,37 @@ var secrets = map[string]string{
 	"REMORA_DB_PASSWORD":    leak,
 	"REMORA_DSN":            "postgres://app:" + leak + "@db/app",
 	"AGE_IDENTITY":          leak,
+	"PGPASSWORD":            leak,
+	"MYSQL_PWD":             leak,
+	"REDISCLI_AUTH":         leak,
 	"LD_PRELOAD":            "",
 	"LD_LIBRARY_PATH":       "/nonexistent/" + leak,
 }
 
 // forbidden are the name prefixes no tool's environment may hold.
-var forbidden = []string{"AWS_", "REMORA_", "AGE_", "LD_PRELOAD=", "LD_LIBRARY_PATH="}
+var forbidden = []string{"AWS_", "REMORA_", "AGE_", "LD_PRELOAD=", "LD_LIBRARY_PATH=", "PGPASSWORD=", "MYSQL_PWD=", "REDISCLI_AUTH="}
 
 // wrap puts, in a new directory, a script named after each tool that writes
-// its environment to a file of out and then runs the real tool, and returns
-// the directory.
+// its environment to a file of out/env and the modes of the password file it
+// was given (PGPASSFILE or a leading --defaults-file) and of that file's
+// directory to a file of out/secret, then runs the real tool; it returns the
+// directory.
 func wrap(t *testing.T, out string, real map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
+	for _, d := range []string{"env", "secret"} {
+		if err := os.Mkdir(filepath.Join(out, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for name, path := range real {
-		script := fmt.Sprintf("#!/bin/sh\n/usr/bin/env >'%s/%s.'$$\nexec '%s' \"$@\"\n", out, name, path)
+		script := fmt.Sprintf(`#!/bin/sh
+/usr/bin/env >'%[1]s/env/%[2]s.'$$
+f=${PGPASSFILE:-}
+case "$1" in --defaults-file=*) f=${1#--defaults-file=} ;; esac
+if [ -n "$f" ]; then stat -c '%%a %%n' "$f" "${f%%/*}" >'%[1]s/secret/%[2]s.'$$; fi
+exec '%[3]s' "$@"
+`, out, name, path)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -73,35 +89,52 @@ type envCase struct {
 	name  string
 	tools []string // the children the case starts, each wrapped
 	need  []string // variables the tools must get
+	// secret are the tools that must get the password in a file
+	secret []string
 	// setup starts the server (before the test's environment is poisoned)
 	// and returns the real paths of the tools and what runs them.
 	setup func(t *testing.T) (real map[string]string, run func(ctx context.Context, t *testing.T, wrapped string) error)
 }
 
-var envCases = []envCase{
-	{name: "postgres", tools: []string{"pg_dump", "pg_dumpall", "psql"}, need: []string{"PGPASSWORD=" + testenv.Canary, "PGCONNECT_TIMEOUT="},
-		setup: func(t *testing.T) (map[string]string, func(context.Context, *testing.T, string) error) {
-			pg := testenv.StartPostgres(t)
-			return lookPaths(t, pg.Bin, "pg_dump", "pg_dumpall", "psql"), func(ctx context.Context, t *testing.T, wrapped string) error {
-				t.Setenv("REMORA_PG_BIN", wrapped)
-				d, err := drivers.New(postgres.Name, drivers.Config{DSN: pg.DSN("postgres")})
-				if err != nil {
-					return err
-				}
-				plan, err := d.Plan(ctx)
-				if err != nil {
-					return err
-				}
-				for _, obj := range plan.Objects {
-					if err := d.Dump(ctx, obj, io.Discard); err != nil {
-						return err
-					}
-				}
-				globals := drivers.Object{Name: "globals.sql", Kind: drivers.KindGlobals, Format: postgres.FormatSQL}
-				return d.Restore(ctx, globals, strings.NewReader("SELECT 1;\n"), drivers.RestoreOptions{Yes: true})
+// pgCase backs up and restores with the PostgreSQL tools; ambient: the DSN
+// has no password, Remora's environment has it in PGPASSWORD.
+func pgCase(ambient bool) func(t *testing.T) (map[string]string, func(context.Context, *testing.T, string) error) {
+	return func(t *testing.T) (map[string]string, func(context.Context, *testing.T, string) error) {
+		pg := testenv.StartPostgres(t)
+		dsn := pg.DSN("postgres")
+		if ambient {
+			dsn = pg.DSNNoPassword("postgres")
+		}
+		return lookPaths(t, pg.Bin, "pg_dump", "pg_dumpall", "psql"), func(ctx context.Context, t *testing.T, wrapped string) error {
+			t.Setenv("REMORA_PG_BIN", wrapped)
+			if ambient {
+				t.Setenv("PGPASSWORD", testenv.Canary)
 			}
-		}},
-	{name: "mysql", tools: []string{"mariadb-dump", "mariadb"}, need: []string{"MYSQL_PWD=" + testenv.Canary},
+			d, err := drivers.New(postgres.Name, drivers.Config{DSN: dsn})
+			if err != nil {
+				return err
+			}
+			plan, err := d.Plan(ctx)
+			if err != nil {
+				return err
+			}
+			for _, obj := range plan.Objects {
+				if err := d.Dump(ctx, obj, io.Discard); err != nil {
+					return err
+				}
+			}
+			globals := drivers.Object{Name: "globals.sql", Kind: drivers.KindGlobals, Format: postgres.FormatSQL}
+			return d.Restore(ctx, globals, strings.NewReader("SELECT 1;\n"), drivers.RestoreOptions{Yes: true})
+		}
+	}
+}
+
+var envCases = []envCase{
+	{name: "postgres", tools: []string{"pg_dump", "pg_dumpall", "psql"}, need: []string{"PGPASSFILE=", "PGCONNECT_TIMEOUT="},
+		secret: []string{"pg_dump", "pg_dumpall", "psql"}, setup: pgCase(false)},
+	{name: "postgres password from PGPASSWORD", tools: []string{"pg_dump", "pg_dumpall", "psql"}, need: []string{"PGPASSFILE="},
+		secret: []string{"pg_dump", "pg_dumpall", "psql"}, setup: pgCase(true)},
+	{name: "mysql", tools: []string{"mariadb-dump", "mariadb"}, secret: []string{"mariadb-dump", "mariadb"},
 		setup: func(t *testing.T) (map[string]string, func(context.Context, *testing.T, string) error) {
 			m := testenv.StartMariaDB(t)
 			m.SQL(t, "CREATE DATABASE envtest; CREATE TABLE envtest.t (id int); INSERT INTO envtest.t VALUES (1);")
@@ -154,8 +187,10 @@ var envCases = []envCase{
 
 // TestToolsGetOnlyTheirEnvironment: every tool a driver starts runs with an
 // environment of its own: the agent's secrets (storage keys, the SMTP
-// password, the signing key, ...) and loader variables never reach it, and
-// what the tool needs (its password) does.
+// password, the signing key, ...), loader variables and the database password
+// (the DSN's or Remora's own PGPASSWORD) never reach it; the password comes in
+// a file, mode 0600 in a directory of its own (0700), gone once the tool is
+// done, and the tool logs in with it.
 func TestToolsGetOnlyTheirEnvironment(t *testing.T) {
 	for _, tc := range envCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,6 +206,7 @@ func TestToolsGetOnlyTheirEnvironment(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkEnvs(t, out, tc.tools, tc.need)
+			checkSecrets(t, out, tc.secret)
 		})
 	}
 }
@@ -182,7 +218,7 @@ func checkEnvs(t *testing.T, out string, tools, need []string) {
 	t.Helper()
 	ran := map[string]bool{}
 	got := map[string]bool{} // tool + " " + needed variable
-	files, _ := filepath.Glob(filepath.Join(out, "*"))
+	files, _ := filepath.Glob(filepath.Join(out, "env", "*"))
 	for _, f := range files {
 		tool := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
 		ran[tool] = true
@@ -197,7 +233,7 @@ func checkEnvs(t *testing.T, out string, tools, need []string) {
 					t.Errorf("%s got %s", tool, line)
 				}
 			}
-			if strings.Contains(line, leak) {
+			if strings.Contains(line, leak) || strings.Contains(line, testenv.Canary) {
 				t.Errorf("%s got a secret: %s", tool, line)
 			}
 		}
@@ -216,6 +252,38 @@ func checkEnvs(t *testing.T, out string, tools, need []string) {
 			if ran[tool] && !got[tool+" "+n] {
 				t.Errorf("%s never got %s", tool, n)
 			}
+		}
+	}
+}
+
+// checkSecrets reads the modes the wrapped tools recorded of the password
+// files they were given: each of tools got one at least once, every file was
+// 0600 in a directory of 0700, and none is left now that the tools are done.
+func checkSecrets(t *testing.T, out string, tools []string) {
+	t.Helper()
+	got := map[string]bool{}
+	files, _ := filepath.Glob(filepath.Join(out, "secret", "*"))
+	for _, f := range files {
+		tool := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
+		got[tool] = true
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		for i, want := range []string{"600", "700"} {
+			mode, path, _ := strings.Cut(lines[min(i, len(lines)-1)], " ")
+			if len(lines) != 2 || mode != want {
+				t.Errorf("%s: password file and directory modes %q, want 600 and 700", tool, lines)
+			}
+			if _, err := os.Lstat(path); !os.IsNotExist(err) {
+				t.Errorf("%s: %s is left after the tool ended (%v)", tool, path, err)
+			}
+		}
+	}
+	for _, tool := range tools {
+		if !got[tool] {
+			t.Errorf("%s never got a password file (got: %v)", tool, got)
 		}
 	}
 }

@@ -75,6 +75,9 @@ func New(cfg drivers.Config) (*Driver, error) {
 		d.user = u.User.Username()
 		d.password, _ = u.User.Password()
 	}
+	if strings.IndexByte(d.password, 0) >= 0 || len(optionFile(d.password)) > maxOptionLine {
+		return nil, fmt.Errorf("mysql: the password is longer than the MySQL clients read from a file or holds a NUL byte: change the password")
+	}
 	d.conn = []string{"--user=" + d.user, "--default-character-set=utf8mb4"}
 	q := u.Query()
 	for k := range q {
@@ -138,21 +141,35 @@ func tools(mariadb bool) (dump, client string, err error) {
 	return dump, client, nil
 }
 
-// env is the environment for the tools: the common variables and the
-// password of the DSN, nothing of the MySQL client's own (--no-defaults: the
-// DSN says everything).
-func (d *Driver) env() []string {
+// command builds a tool invocation. Its first argument (the tools take it
+// nowhere else) makes it read no option file of the host's (~/.my.cnf,
+// /etc/mysql), as the DSN says everything: --defaults-file, a file of the
+// password alone, or --no-defaults without a password. The password is
+// never in the tool's environment (MYSQL_PWD), which another process of the
+// same user reads, nor in its arguments, which ps shows.
+func (d *Driver) command(path string, args ...string) drivers.Command {
+	cmd := drivers.Command{Path: path, Args: append(slices.Clone(d.conn), args...), Env: drivers.ToolEnv(nil)}
 	if d.password == "" {
-		return drivers.ToolEnv(nil)
+		cmd.Args = append([]string{"--no-defaults"}, cmd.Args...)
+	} else {
+		cmd.Secret = &drivers.SecretFile{Content: optionFile(d.password), Arg: "--defaults-file="}
 	}
-	return drivers.ToolEnv(nil, "MYSQL_PWD="+d.password) // never in argv, where ps would show it
+	return cmd
 }
 
-// command builds a tool invocation: --no-defaults must come first.
-func (d *Driver) command(path string, args ...string) drivers.Command {
-	all := append([]string{"--no-defaults"}, d.conn...)
-	return drivers.Command{Path: path, Args: append(all, args...), Env: d.env()}
+// optionFile is an option file that gives the clients the password. The
+// value is double-quoted, which keeps its leading and trailing spaces and a
+// "#" (a comment outside quotes); inside, the option file parser turns \\,
+// \", \n, \r, \t and \b back into the characters.
+func optionFile(password string) string {
+	return "[client]\npassword=\"" + optionEscaper.Replace(password) + "\"\n"
 }
+
+var optionEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "\t", `\t`, "\b", `\b`)
+
+// maxOptionLine is the longest line the option file parser reads whole (it
+// reads 4 KiB at a time).
+const maxOptionLine = 4000
 
 // query runs SQL through the client and returns its rows, tab-separated.
 func (d *Driver) query(ctx context.Context, client, sql string) ([][]string, error) {

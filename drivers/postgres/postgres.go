@@ -41,7 +41,7 @@ func init() {
 type Driver struct {
 	dsn       string   // as given, for pgx; may hold the password
 	conn      *url.URL // without the password, for the tools' --dbname
-	password  string   // from the DSN; given to the tools as PGPASSWORD
+	password  string   // from the DSN or PGPASSWORD; given to the tools in a password file
 	adminDB   string   // the DSN's database, used for server-wide work
 	databases []string // to back up; nil means all
 	dumpArgs  []string // extra pg_dump flags
@@ -86,11 +86,22 @@ func New(cfg drivers.Config) (*Driver, error) {
 		d.adminDB = "postgres"
 	}
 	q := u.Query()
+	if q.Has("password") { // libpq's URI parameter: never in a tool's --dbname, where ps shows it
+		d.password = q.Get("password")
+		q.Del("password")
+		u.RawQuery = q.Encode()
+	}
 	if q.Get("application_name") == "" {
 		q.Set("application_name", "remora")
 		u.RawQuery = q.Encode()
 	}
 	d.conn = u
+	if d.password == "" {
+		d.password = os.Getenv("PGPASSWORD") // libpq's order: the DSN's password, then PGPASSWORD
+	}
+	if strings.ContainsAny(d.password, "\r\n") {
+		return nil, errors.New("postgres: the password holds a line break, which libpq's password file cannot hold: change the password")
+	}
 	return d, nil
 }
 
@@ -103,17 +114,14 @@ func (d *Driver) dbURL(db string) string {
 }
 
 // libpqEnv are the variables of Remora's environment the tools get beside the
-// common ones: libpq's own (PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, PGPASSFILE,
-// PGSERVICE, ...), which an operator may set for them.
+// common ones: libpq's own (PGSSLMODE, PGSSLROOTCERT, PGPASSFILE, PGSERVICE,
+// ...), which an operator may set for them; never PGPASSWORD (neverEnv).
 var libpqEnv = []string{"PG*"}
 
-// env is the environment for the tools: libpq's variables, the password of
-// the DSN, and no endless wait for a server that does not answer.
+// env is the environment for the tools: libpq's variables and no endless
+// wait for a server that does not answer.
 func (d *Driver) env() []string {
 	var set []string
-	if d.password != "" {
-		set = append(set, "PGPASSWORD="+d.password)
-	}
 	if os.Getenv("PGCONNECT_TIMEOUT") == "" {
 		set = append(set, "PGCONNECT_TIMEOUT=15")
 	}
@@ -127,8 +135,21 @@ func (d *Driver) tool(name string, args ...string) drivers.Command {
 	} else if p, err := exec.LookPath(name); err == nil {
 		path = p
 	}
-	return drivers.Command{Path: path, Args: args, Env: d.env()}
+	return drivers.Command{Path: path, Args: args, Env: d.env(), Secret: d.passfile()}
 }
+
+// passfile is the password in a libpq password file (PGPASSFILE) for every
+// host, port, database and user; nil without a password, when the tools read
+// the operator's own (~/.pgpass or PGPASSFILE).
+func (d *Driver) passfile() *drivers.SecretFile {
+	if d.password == "" {
+		return nil
+	}
+	return &drivers.SecretFile{Content: "*:*:*:*:" + passfileEscaper.Replace(d.password) + "\n", Env: "PGPASSFILE"}
+}
+
+// passfileEscaper escapes what ends or escapes a field of a password file.
+var passfileEscaper = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
 
 // connect opens a connection to database db and explains a failure.
 func (d *Driver) connect(ctx context.Context, db string) (*pgx.Conn, error) {

@@ -22,12 +22,10 @@ func TestNewKeepsThePasswordOutOfToolArguments(t *testing.T) {
 	if d.password != "pa@ss" || d.adminDB != "main" {
 		t.Errorf("password %q adminDB %q", d.password, d.adminDB)
 	}
-	found := false
 	for _, kv := range d.env() {
-		found = found || kv == "PGPASSWORD=pa@ss"
-	}
-	if !found {
-		t.Error("PGPASSWORD not given to the tools")
+		if strings.Contains(kv, "pa@ss") {
+			t.Errorf("the tools' environment holds the password: %s", kv)
+		}
 	}
 }
 
@@ -51,16 +49,46 @@ func TestNewRejectsNonURLs(t *testing.T) {
 	}
 }
 
-func TestEnvKeepsAmbientPGPASSWORD(t *testing.T) {
-	t.Setenv("PGPASSWORD", "from-env")
-	d, _ := New(drivers.Config{DSN: "postgres://app@h/db"})
-	var got []string
-	for _, kv := range d.env() {
-		if strings.HasPrefix(kv, "PGPASSWORD=") {
-			got = append(got, kv)
-		}
+// TestPassfile: the tools get the password (the DSN's, else Remora's
+// PGPASSWORD) in a libpq password file, escaped, never in their environment
+// or their --dbname; without one they read the operator's own.
+func TestPassfile(t *testing.T) {
+	for _, tc := range []struct {
+		name, dsn, ambient string
+		want               string // the file; "" for none
+	}{
+		{"from the DSN", "postgres://app:a%3Ab%5Cc@h/db", "", `*:*:*:*:a\:b\\c` + "\n"},
+		{"the DSN's before PGPASSWORD", "postgres://app:dsn@h/db", "env", "*:*:*:*:dsn\n"},
+		{"from a password parameter", "postgres://app@h/db?password=q%3Aq&sslmode=require", "env", `*:*:*:*:q\:q` + "\n"},
+		{"from PGPASSWORD", "postgres://app@h/db", "a:b", `*:*:*:*:a\:b` + "\n"},
+		{"none", "postgres://app@h/db", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PGPASSWORD", tc.ambient)
+			d, err := New(drivers.Config{DSN: tc.dsn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := d.tool("pg_dump", "--dbname="+d.dbURL("db"))
+			switch {
+			case tc.want == "" && cmd.Secret != nil:
+				t.Errorf("a password file without a password: %q", cmd.Secret.Content)
+			case tc.want != "" && (cmd.Secret == nil || cmd.Secret.Content != tc.want || cmd.Secret.Env != "PGPASSFILE"):
+				t.Errorf("password file %+v, want %q in PGPASSFILE", cmd.Secret, tc.want)
+			}
+			for _, s := range append(cmd.Env, cmd.Args...) {
+				if strings.HasPrefix(s, "PGPASSWORD=") || strings.Contains(s, "password=") {
+					t.Errorf("the tool gets the password in %q", s)
+				}
+			}
+		})
 	}
-	if len(got) != 1 || got[0] != "PGPASSWORD=from-env" {
-		t.Errorf("PGPASSWORD entries given to the tools: %q, want the ambient one once", got)
+}
+
+func TestNewRefusesALineBreakInThePassword(t *testing.T) {
+	for _, dsn := range []string{"postgres://app:a%0Ab@h/db", "postgres://app:a%0Db@h/db"} {
+		if _, err := New(drivers.Config{DSN: dsn}); err == nil || !strings.Contains(err.Error(), "line break") {
+			t.Errorf("%s: %v", dsn, err)
+		}
 	}
 }
