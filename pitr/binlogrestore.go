@@ -365,4 +365,3 @@ func PruneBinlogs(ctx context.Context, st storage.Storage, scope repo.Scope, tru
 	}
 	return n, nil
 }
-
