@@ -204,4 +204,3 @@ func writeLoad(b *testing.B, db *testenv.MariaDB, sessions int, d time.Duration)
 	wg.Wait()
 	return count() - before
 }
-
