@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"remora.dev/remora/internal/prio"
 )
 
 // Command is a dump or load tool run as a child process.
@@ -41,8 +43,7 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		name = name[i+1:]
 	}
-	path, args := lowPriority(ctx, c.Path, c.Args)
-	cmd := exec.CommandContext(ctx, path, args...)
+	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
 	cmd.Env = ToolEnv(nil)
 	if c.Env != nil {
 		cmd.Env = withoutNever(c.Env)
@@ -70,7 +71,9 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 			return err
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	// At the backup's priority (remora.dev/priority), which the tool's
+	// own helpers inherit.
+	if err := prio.Start(ctx, cmd); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	kill := sync.OnceFunc(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
@@ -79,7 +82,9 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	var inErr error
 	if in != nil {
 		wg.Add(1)
-		go func() {
+		// Reading stdin runs what feeds it (a restore's decryption and
+		// decompression): at the priority of the run too.
+		prio.Go(ctx, func() {
 			defer wg.Done()
 			_, inErr = io.Copy(in, stdin)
 			if inErr != nil && !errors.Is(inErr, syscall.EPIPE) {
@@ -90,7 +95,7 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 				inErr = nil
 			}
 			in.Close()
-		}()
+		})
 	}
 	var outErr error
 	if out != nil {
