@@ -38,6 +38,7 @@ type writeChain struct {
 	cod      codec
 	to       *Recipients // nil: no encryption
 	progress *Progress   // nil: not followed
+	throttle *throttle   // nil: no max rate
 	log      *slog.Logger
 }
 
@@ -113,7 +114,11 @@ func (c writeChain) dumpHere(ctx context.Context, drv drivers.Driver, obj driver
 	if err != nil {
 		return nil, err
 	}
-	meta, err := drivers.DumpMeta(ctx, drv, obj, io.MultiWriter(zw, raw))
+	var in io.Writer = io.MultiWriter(zw, raw)
+	if c.throttle != nil {
+		in = c.throttle.writer(ctx, in)
+	}
+	meta, err := drivers.DumpMeta(ctx, drv, obj, in)
 	if err != nil {
 		zw.Close()
 		return nil, err
