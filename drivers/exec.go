@@ -81,21 +81,7 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	var wg sync.WaitGroup
 	var inErr error
 	if in != nil {
-		wg.Add(1)
-		// Reading stdin runs what feeds it (a restore's decryption and
-		// decompression): at the priority of the run too.
-		prio.Go(ctx, func() {
-			defer wg.Done()
-			_, inErr = io.Copy(in, stdin)
-			if inErr != nil && !errors.Is(inErr, syscall.EPIPE) {
-				// Stop the tool before it sees the end of its input: a
-				// truncated input must never be taken as a whole one.
-				kill()
-			} else {
-				inErr = nil
-			}
-			in.Close()
-		})
+		feed(ctx, &wg, in, stdin, kill, &inErr)
 	}
 	var outErr error
 	if out != nil {
@@ -119,6 +105,24 @@ func (c Command) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 		return &ToolError{Tool: name, Err: waitErr, Stderr: strings.TrimSpace(stderr.String())}
 	}
 	return nil
+}
+
+// feed copies stdin into the tool on a goroutine of wg, setting *errp to
+// the copy's failure. Reading stdin runs what feeds it (a restore's
+// decryption and decompression): at the priority of the run too.
+func feed(ctx context.Context, wg *sync.WaitGroup, in io.WriteCloser, stdin io.Reader, kill func(), errp *error) {
+	wg.Add(1)
+	prio.Go(ctx, func() {
+		defer wg.Done()
+		_, err := io.Copy(in, stdin)
+		if err != nil && !errors.Is(err, syscall.EPIPE) {
+			// Stop the tool before it sees the end of its input: a
+			// truncated input must never be taken as a whole one.
+			kill()
+			*errp = err
+		}
+		in.Close()
+	})
 }
 
 // ToolError is a tool that exited with an error: the exit status and the
