@@ -21,6 +21,7 @@ import (
 	"remora.dev/remora/agent/notify"
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/prio"
 	"remora.dev/remora/internal/watch"
 	"remora.dev/remora/pitr"
 	"remora.dev/remora/repo"
@@ -39,10 +40,16 @@ type Config struct {
 	DumpArgs            []string
 	Compression         string // when remora.dev/compression is not set; empty: zstd
 	Method              string // when remora.dev/method is not set; empty: logical
-	Recipients          *repo.Recipients
-	Identities          *repo.Identities // decrypt an encrypted backup for a restore drill
-	Signer              *repo.SigningKey // signs every manifest; nil: unsigned
-	Trust               repo.Trust       // which backups retention counts
+	// Priority is the priority of backups and drills when
+	// remora.dev/priority is not set; empty: prio.Default.
+	Priority prio.Priority
+	// MaxRate caps the bytes per second read from the database when
+	// remora.dev/max-rate is not set; 0: no cap.
+	MaxRate    int64
+	Recipients *repo.Recipients
+	Identities *repo.Identities // decrypt an encrypted backup for a restore drill
+	Signer     *repo.SigningKey // signs every manifest; nil: unsigned
+	Trust      repo.Trust       // which backups retention counts
 	// RetentionFloor is kept whatever the annotations' retention says.
 	RetentionFloor *retention.Policy
 	// PITR streams PostgreSQL's WAL when remora.dev/pitr is not set.
@@ -162,6 +169,27 @@ func (a *Agent) method(s spec.Spec) string {
 		return a.cfg.Method
 	}
 	return drivers.MethodLogical
+}
+
+// priority is the priority of the runs: remora.dev/priority, else the
+// agent's --priority, else prio.Default. Read at each run, so a changed
+// annotation holds from the next one.
+func (a *Agent) priority(s spec.Spec) prio.Priority {
+	switch {
+	case s.Priority != "":
+		return s.Priority
+	case a.cfg.Priority != "":
+		return a.cfg.Priority
+	}
+	return prio.Default
+}
+
+// maxRate is remora.dev/max-rate, else the agent's --max-rate (0: no cap).
+func (a *Agent) maxRate(s spec.Spec) int64 {
+	if s.MaxRate > 0 {
+		return s.MaxRate
+	}
+	return a.cfg.MaxRate
 }
 
 // reload reads the annotations file. An invalid or unreadable file keeps the

@@ -45,7 +45,7 @@ func (a *Agent) drill(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
-	d, err := drill.Run(ctx, st, e, drill.Options{User: dsnUser(a.cfg.DSN), Logger: a.log, Identities: a.cfg.Identities})
+	d, err := drill.Run(ctx, st, e, drill.Options{User: dsnUser(a.cfg.DSN), Logger: a.log, Identities: a.cfg.Identities, Priority: a.priority(s)})
 	if err != nil {
 		return fmt.Errorf("drill of %s: %w", e.Manifest.ID, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
 	"remora.dev/remora/drivers/mysql"
+	"remora.dev/remora/internal/prio"
 	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/spec"
@@ -216,8 +217,8 @@ func (a *Agent) backupWith(ctx context.Context, s spec.Spec, r *run) error {
 	if compression == "" {
 		compression = a.cfg.Compression
 	}
-	res, err := repo.Backup(ctx, repo.BackupOptions{
-		Scope: a.scope(s), Driver: drv, Destinations: dests, Compression: compression, Recipients: a.cfg.Recipients,
+	res, err := repo.Backup(prio.With(ctx, a.priority(s), a.log), repo.BackupOptions{
+		Scope: a.scope(s), Driver: drv, Destinations: dests, Compression: compression, Recipients: a.cfg.Recipients, MaxRate: a.maxRate(s),
 		Signer: a.cfg.Signer, Trust: a.cfg.Trust, RetentionFloor: a.cfg.RetentionFloor, Logger: a.log, Progress: r.progress, Now: a.clock.Now,
 	})
 	if res != nil {

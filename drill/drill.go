@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/prio"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/storage"
 )
@@ -32,6 +33,9 @@ type Options struct {
 	// TempDir holds the drill's directory; empty: the system's.
 	TempDir string
 	Logger  *slog.Logger
+	// Priority is the CPU and I/O priority of the drill's work, its
+	// server's included (remora.dev/priority); empty: prio.Default.
+	Priority prio.Priority
 }
 
 // ErrSetup is a drill that could not be run (no server programs, no
@@ -61,7 +65,11 @@ func Run(ctx context.Context, st storage.Storage, e *repo.Entry, o Options) (rep
 	}
 	peak, sample := startPeak()
 	r := &runner{st: st, m: e.Manifest, o: o, dir: dir, sample: sample}
-	err = r.run(drivers.WithLowPriority(ctx))
+	if o.Priority == "" {
+		o.Priority = prio.Default
+	}
+	lowered := prio.With(ctx, o.Priority, o.Logger)
+	prio.Run(lowered, func() { err = r.run(lowered) })
 	d := repo.Drill{Time: started.UTC(), Seconds: time.Since(started).Seconds(), PeakRSSBytes: peak(), Checks: r.checks, Problems: r.problems}
 	switch {
 	case ctx.Err() != nil:

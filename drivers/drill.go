@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"remora.dev/remora/internal/prio"
 )
 
 // A restore drill loads a backup into a throwaway server and compares what
@@ -113,33 +115,6 @@ func StartScratch(ctx context.Context, name string, o ScratchOptions) (*Scratch,
 	return f(ctx, o)
 }
 
-type lowKey struct{}
-
-// WithLowPriority returns a context under which every tool a driver runs
-// (Command), and every server StartServer starts, runs with a low CPU
-// priority (nice 10) and idle I/O priority: a drill must not slow the
-// database it shares the node with.
-func WithLowPriority(ctx context.Context) context.Context {
-	return context.WithValue(ctx, lowKey{}, true)
-}
-
-// lowPriority rewrites a command to run under nice and ionice when ctx asks
-// for it and the programs are there (ionice is util-linux's).
-func lowPriority(ctx context.Context, path string, args []string) (string, []string) {
-	if low, _ := ctx.Value(lowKey{}).(bool); !low {
-		return path, args
-	}
-	nice, err := exec.LookPath("nice")
-	if err != nil {
-		return path, args
-	}
-	pre := []string{"-n", "10"}
-	if io, err := exec.LookPath("ionice"); err == nil {
-		pre = append(pre, io, "-c", "3")
-	}
-	return nice, append(append(pre, path), args...)
-}
-
 // Server is a long-running child process: a throwaway server.
 type Server struct {
 	cmd  *exec.Cmd
@@ -147,11 +122,10 @@ type Server struct {
 	err  error
 }
 
-// StartServer starts a server in its own process group, at low priority
-// when ctx asks for it (WithLowPriority), writing its output to logFile. It
-// is killed if Remora dies first.
+// StartServer starts a server in its own process group, at the priority
+// ctx asks for (prio.With), writing its output to logFile. It is killed if
+// Remora dies first.
 func StartServer(ctx context.Context, path string, args, env []string, cred *syscall.Credential, logFile string) (*Server, error) {
-	path, args = lowPriority(ctx, path, args)
 	cmd := exec.Command(path, args...)
 	cmd.Env = withoutNever(env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
@@ -166,14 +140,22 @@ func StartServer(ctx context.Context, path string, args, env []string, cred *sys
 		}
 		cmd.Stdout, cmd.Stderr = f, f
 	}
-	if err := cmd.Start(); err != nil {
+	s := &Server{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	// Started and waited for on one goroutine, whose thread (lowered, at a
+	// low priority, and ended with it) lives as long as the server: the
+	// kernel sends Pdeathsig when the thread that forked the child ends.
+	prio.Go(ctx, func() {
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			s.err = cmd.Wait()
+			close(s.done)
+		}
+	})
+	if err := <-started; err != nil {
 		return nil, err
 	}
-	s := &Server{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		s.err = cmd.Wait()
-		close(s.done)
-	}()
 	return s, nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"remora.dev/remora/internal/prio"
 )
 
 // Command is a dump or load tool run as a child process.
@@ -61,8 +63,7 @@ func (c Command) name() string {
 
 func (c Command) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	name := c.name()
-	path, args := lowPriority(ctx, c.Path, c.Args)
-	cmd := exec.CommandContext(ctx, path, args...)
+	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
 	cmd.Env = ToolEnv(nil)
 	if c.Env != nil {
 		cmd.Env = withoutNever(c.Env)
@@ -90,7 +91,9 @@ func (c Command) run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 			return err
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	// At the backup's priority (remora.dev/priority), which the tool's
+	// own helpers inherit.
+	if err := prio.Start(ctx, cmd); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	kill := sync.OnceFunc(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
@@ -98,19 +101,7 @@ func (c Command) run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 	var wg sync.WaitGroup
 	var inErr error
 	if in != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, inErr = io.Copy(in, stdin)
-			if inErr != nil && !errors.Is(inErr, syscall.EPIPE) {
-				// Stop the tool before it sees the end of its input: a
-				// truncated input must never be taken as a whole one.
-				kill()
-			} else {
-				inErr = nil
-			}
-			in.Close()
-		}()
+		feed(ctx, &wg, in, stdin, kill, &inErr)
 	}
 	var outErr error
 	if out != nil {
@@ -134,6 +125,24 @@ func (c Command) run(ctx context.Context, stdin io.Reader, stdout io.Writer) err
 		return &ToolError{Tool: name, Err: waitErr, Stderr: strings.TrimSpace(stderr.String())}
 	}
 	return nil
+}
+
+// feed copies stdin into the tool on a goroutine of wg, setting *errp to
+// the copy's failure. Reading stdin runs what feeds it (a restore's
+// decryption and decompression): at the priority of the run too.
+func feed(ctx context.Context, wg *sync.WaitGroup, in io.WriteCloser, stdin io.Reader, kill func(), errp *error) {
+	wg.Add(1)
+	prio.Go(ctx, func() {
+		defer wg.Done()
+		_, err := io.Copy(in, stdin)
+		if err != nil && !errors.Is(err, syscall.EPIPE) {
+			// Stop the tool before it sees the end of its input: a
+			// truncated input must never be taken as a whole one.
+			kill()
+			*errp = err
+		}
+		in.Close()
+	})
 }
 
 // ToolError is a tool that exited with an error: the exit status and the

@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"remora.dev/remora/internal/prio"
 )
 
 func sh(script string) Command {
@@ -102,5 +106,37 @@ func TestParseDatabases(t *testing.T) {
 	}
 	if got := strings.Join(ParseDatabases(" a, b ,,c"), "|"); got != "a|b|c" {
 		t.Errorf("list: %v", got)
+	}
+}
+
+// TestCommandRunsAtThePriority: a tool, and what it starts in turn, runs at
+// the CPU and I/O priority the context asks for (remora.dev/priority); the
+// sh is the tool, the cat its helper.
+func TestCommandRunsAtThePriority(t *testing.T) {
+	for _, c := range []struct {
+		p          prio.Priority
+		nice       string
+		ioprioPart string
+	}{
+		{prio.Low, "10", "best-effort: prio 7"},
+		{prio.Idle, "19", "idle"},
+	} {
+		t.Run(string(c.p), func(t *testing.T) {
+			if _, err := exec.LookPath("ionice"); err != nil {
+				t.Skip("no ionice to read a process's I/O class with")
+			}
+			ctx := prio.With(context.Background(), c.p, nil)
+			out, err := sh("cat /proc/self/stat; ionice -p $$").Output(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stat, io, _ := strings.Cut(out, "\n")
+			if nice, err := prio.NiceOfStat(stat); err != nil || strconv.Itoa(nice) != c.nice {
+				t.Errorf("nice %d (%v), want %s", nice, err, c.nice)
+			}
+			if !strings.Contains(io, c.ioprioPart) {
+				t.Errorf("I/O priority %q, want %q", io, c.ioprioPart)
+			}
+		})
 	}
 }

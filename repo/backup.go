@@ -42,6 +42,9 @@ type BackupOptions struct {
 	Progress *Progress
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MaxRate caps the bytes per second read from the database, all
+	// objects together (remora.dev/max-rate); 0: no cap.
+	MaxRate int64
 }
 
 // DefaultCompression is the compression of a backup that names none.
@@ -54,6 +57,9 @@ type Progress struct {
 	database string
 	raw      atomic.Int64
 	stored   atomic.Int64
+	// What MaxRate held back: bytes through its bucket, time waited.
+	throttledBytes atomic.Int64
+	throttledNanos atomic.Int64
 }
 
 // ProgressSnapshot is Progress at one moment.
@@ -62,13 +68,18 @@ type ProgressSnapshot struct {
 	Database    string `json:"database,omitempty"`
 	BytesRead   int64  `json:"bytes_read"`
 	BytesStored int64  `json:"bytes_stored"`
+	// ThrottledBytes went through the max-rate bucket, which held the
+	// dump back for ThrottledSeconds in all.
+	ThrottledBytes   int64   `json:"throttled_bytes,omitempty"`
+	ThrottledSeconds float64 `json:"throttled_seconds,omitempty"`
 }
 
 // Snapshot reads the progress.
 func (p *Progress) Snapshot() ProgressSnapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return ProgressSnapshot{Object: p.object, Database: p.database, BytesRead: p.raw.Load(), BytesStored: p.stored.Load()}
+	return ProgressSnapshot{Object: p.object, Database: p.database, BytesRead: p.raw.Load(), BytesStored: p.stored.Load(),
+		ThrottledBytes: p.throttledBytes.Load(), ThrottledSeconds: time.Duration(p.throttledNanos.Load()).Seconds()}
 }
 
 func (p *Progress) setObject(obj, db string) {
@@ -192,6 +203,12 @@ func newBackup(o BackupOptions) (*backup, error) {
 		b.Trust = Trust{Keys: []*VerifyKey{o.Signer.Verify}}
 	}
 	b.chain = writeChain{cod: cod, to: o.Recipients, progress: o.Progress, log: b.log}
+	if o.MaxRate < 0 {
+		return nil, fmt.Errorf("backup: max rate %d bytes/s: want 0 (no cap) or more", o.MaxRate)
+	}
+	if o.MaxRate > 0 {
+		b.chain.throttle = newThrottle(o.MaxRate, o.Progress)
+	}
 	for _, d := range o.Destinations {
 		b.dests = append(b.dests, &dest{Destination: d})
 	}

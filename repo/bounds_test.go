@@ -43,7 +43,7 @@ func replaceObject(t *testing.T, st *file.Storage, m *Manifest, i int, body []by
 func compressed(t *testing.T, cod string, raw io.Reader) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	zw, err := codecs[cod].newWriter(&b)
+	zw, err := codecs[cod].newWriter(&b, writerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

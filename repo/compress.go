@@ -17,19 +17,27 @@ import (
 type codec struct {
 	name      string
 	ext       string // appended to the object's name
-	newWriter func(io.Writer) (io.WriteCloser, error)
+	newWriter func(io.Writer, writerOptions) (io.WriteCloser, error)
 	newReader func(io.Reader) (io.ReadCloser, error)
+}
+
+// writerOptions tune a compressor.
+type writerOptions struct {
+	// goFn, if set, starts the compressor's goroutines on threads at the
+	// backup's lowered priority (prio.Go); nil: at the agent's own, and
+	// the compressor may use goroutines it cannot start that way.
+	goFn func(func())
 }
 
 var codecs = map[string]codec{
 	"zstd": {
 		name: "zstd",
 		ext:  ".zst",
-		newWriter: func(w io.Writer) (io.WriteCloser, error) {
+		newWriter: func(w io.Writer, o writerOptions) (io.WriteCloser, error) {
 			// Independent 2 MiB frames at level 3 (zstd -3's window),
 			// compressed on several cores: a dump or a base backup is not
 			// held back by one core's 300 MB/s.
-			return pzstd.NewWriter(w, pzstd.Options{Workers: zstdWorkers()})
+			return pzstd.NewWriter(w, pzstd.Options{Workers: zstdWorkers(), Go: o.goFn})
 		},
 		newReader: func(r io.Reader) (io.ReadCloser, error) {
 			// A frame asking for a window above 64 MiB (32 times what the
@@ -45,7 +53,14 @@ var codecs = map[string]codec{
 	"gzip": {
 		name: "gzip",
 		ext:  ".gz",
-		newWriter: func(w io.Writer) (io.WriteCloser, error) {
+		newWriter: func(w io.Writer, o writerOptions) (io.WriteCloser, error) {
+			if o.goFn != nil {
+				// pgzip's goroutines are its own, and would run at the
+				// agent's priority: at a lowered one, gzip compresses on
+				// the caller's (lowered) thread alone. The stream is the
+				// same gzip either way.
+				return gzip.NewWriterLevel(w, gzip.DefaultCompression)
+			}
 			// Parallel gzip over 1 MiB blocks, at most four in flight.
 			zw, err := pgzip.NewWriterLevel(w, gzip.DefaultCompression)
 			if err != nil {
@@ -59,7 +74,7 @@ var codecs = map[string]codec{
 	},
 	"none": {
 		name:      "none",
-		newWriter: func(w io.Writer) (io.WriteCloser, error) { return nopWriteCloser{w}, nil },
+		newWriter: func(w io.Writer, _ writerOptions) (io.WriteCloser, error) { return nopWriteCloser{w}, nil },
 		newReader: func(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(r), nil },
 	},
 }

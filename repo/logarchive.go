@@ -266,7 +266,7 @@ func (a *LogArchive) encode(f LogFile) ([]byte, *LogRecord, error) {
 			return nil, nil, err
 		}
 	}
-	zw, err := a.codec.newWriter(enc)
+	zw, err := a.codec.newWriter(enc, writerOptions{})
 	if err != nil {
 		return nil, nil, err
 	}

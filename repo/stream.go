@@ -16,6 +16,7 @@ import (
 	"filippo.io/age"
 
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/prio"
 	"remora.dev/remora/storage"
 )
 
@@ -37,6 +38,7 @@ type writeChain struct {
 	cod      codec
 	to       *Recipients // nil: no encryption
 	progress *Progress   // nil: not followed
+	throttle *throttle   // nil: no max rate
 	log      *slog.Logger
 }
 
@@ -87,7 +89,16 @@ func (c writeChain) put(ctx context.Context, drv drivers.Driver, dests []*dest, 
 // counting the raw bytes, and closes the stages innermost first: the
 // compressor flushes into the encryption, which writes its last chunk. It
 // returns the Meta the dump learnt (drivers.MetaDumper).
-func (c writeChain) dump(ctx context.Context, drv drivers.Driver, obj drivers.Object, sink io.Writer, raw *counter) (map[string]string, error) {
+//
+// It all runs at ctx's priority (remora.dev/priority): the driver's dump and
+// its tools, the compressor's goroutines and the encryption, which runs on
+// whichever of them writes the compressed stream.
+func (c writeChain) dump(ctx context.Context, drv drivers.Driver, obj drivers.Object, sink io.Writer, raw *counter) (meta map[string]string, err error) {
+	prio.Run(ctx, func() { meta, err = c.dumpHere(ctx, drv, obj, sink, raw) })
+	return meta, err
+}
+
+func (c writeChain) dumpHere(ctx context.Context, drv drivers.Driver, obj drivers.Object, sink io.Writer, raw *counter) (map[string]string, error) {
 	var enc io.WriteCloser = nopWriteCloser{sink}
 	if c.to != nil {
 		var err error
@@ -95,11 +106,19 @@ func (c writeChain) dump(ctx context.Context, drv drivers.Driver, obj drivers.Ob
 			return nil, err
 		}
 	}
-	zw, err := c.cod.newWriter(enc)
+	var wo writerOptions
+	if prio.Lowered(ctx) {
+		wo.goFn = func(fn func()) { prio.Go(ctx, fn) }
+	}
+	zw, err := c.cod.newWriter(enc, wo)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := drivers.DumpMeta(ctx, drv, obj, io.MultiWriter(zw, raw))
+	var in io.Writer = io.MultiWriter(zw, raw)
+	if c.throttle != nil {
+		in = c.throttle.writer(ctx, in)
+	}
+	meta, err := drivers.DumpMeta(ctx, drv, obj, in)
 	if err != nil {
 		zw.Close()
 		return nil, err
@@ -148,12 +167,14 @@ func startPuts(ctx context.Context, dests []*dest, key string) *puts {
 		p.branches = append(p.branches, b)
 		d.written = append(d.written, key)
 		p.wg.Add(1)
-		go func() {
+		// At the backup's priority: what a backend does on this goroutine
+		// (hashing, signing, parts) is the backup's work.
+		prio.Go(ctx, func() {
 			defer p.wg.Done()
 			b.n, b.err = d.Storage.Put(ctx, key, pr)
 			// Unblock the fan-out if this destination stopped reading.
 			pr.CloseWithError(errDestinationFailed)
-		}()
+		})
 	}
 	return p
 }

@@ -15,6 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"remora.dev/remora/internal/prio"
 	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/schedule"
 )
@@ -41,6 +44,8 @@ const (
 	AnnotationPITRFlush   = Prefix + "pitr-flush"
 	AnnotationStatus      = Prefix + "status"
 	AnnotationDrill       = Prefix + "drill"
+	AnnotationPriority    = Prefix + "priority"
+	AnnotationMaxRate     = Prefix + "max-rate"
 )
 
 // StatusInjected is the value of AnnotationStatus on a pod the webhook has
@@ -80,6 +85,31 @@ type Spec struct {
 	// Drill is when the newest backup is restored into a throwaway server
 	// and checked (remora.dev/drill); nil: never (the default).
 	Drill *schedule.Schedule
+	// Priority is the CPU and I/O priority of a backup's work, drill and
+	// verify included (remora.dev/priority); empty: not annotated (the
+	// agent's --priority, else low).
+	Priority prio.Priority
+	// MaxRate caps the bytes per second read from the database
+	// (remora.dev/max-rate); 0: not annotated (the agent's --max-rate,
+	// else no cap).
+	MaxRate int64
+}
+
+// The bounds of remora.dev/max-rate: below 1 MiB/s a backup of any size
+// would not finish; above 10 GiB/s the cap is no cap.
+const (
+	minMaxRate = 1 << 20
+	maxMaxRate = 10 << 30
+)
+
+// ParseMaxRate reads a rate in bytes per second written as a Kubernetes
+// quantity: 50Mi, 200M, 1.5Gi.
+func ParseMaxRate(v string) (int64, error) {
+	q, err := resource.ParseQuantity(v)
+	if err != nil || q.CmpInt64(minMaxRate) < 0 || q.CmpInt64(maxMaxRate) > 0 {
+		return 0, fmt.Errorf("max rate %q: want bytes per second from 1Mi to 10Gi, as a quantity like 50Mi or 200M", v)
+	}
+	return q.Value(), nil
 }
 
 // Methods are the values of remora.dev/method.
@@ -251,6 +281,18 @@ var fields = []struct {
 			return "want a duration from 1s to 1h"
 		}
 		s.PITRFlush = d
+		return ""
+	}},
+	{AnnotationPriority, `"low", "idle" or "normal"`, func(s *Spec, v string) string {
+		s.Priority = prio.Priority(v)
+		return oneOf(v, "want low (nice 10, best-effort I/O level 7), idle (nice 19, idle I/O) or normal", "low", "idle", "normal")
+	}},
+	{AnnotationMaxRate, `"50Mi" or "200M"`, func(s *Spec, v string) string {
+		r, err := ParseMaxRate(v)
+		if err != nil {
+			return "want bytes per second from 1Mi to 10Gi, as a quantity like 50Mi or 200M"
+		}
+		s.MaxRate = r
 		return ""
 	}},
 	{AnnotationTimeout, `"6h" or "90m"`, func(s *Spec, v string) string {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"remora.dev/remora/internal/prio"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -73,6 +75,20 @@ func TestParseAnnotations(t *testing.T) {
 		{AnnotationTimeout, "500ms", false},
 		{AnnotationTimeout, "6", false},
 		{AnnotationTimeout, "7d", false},
+		{AnnotationPriority, "low", true},
+		{AnnotationPriority, "idle", true},
+		{AnnotationPriority, "normal", true},
+		{AnnotationPriority, "high", false},
+		{AnnotationPriority, "10", false},
+		{AnnotationMaxRate, "50Mi", true},
+		{AnnotationMaxRate, "200M", true},
+		{AnnotationMaxRate, "1Mi", true},
+		{AnnotationMaxRate, "10Gi", true},
+		{AnnotationMaxRate, "1M", false},
+		{AnnotationMaxRate, "11Gi", false},
+		{AnnotationMaxRate, "50MB", false},
+		{AnnotationMaxRate, "fast", false},
+		{AnnotationMaxRate, "-50Mi", false},
 	} {
 		_, err := Parse(map[string]string{tc.key: tc.value}, "ns/w")
 		if tc.valid && err != nil {
@@ -93,6 +109,25 @@ func TestParseTimeout(t *testing.T) {
 		s, err := Parse(map[string]string{AnnotationTimeout: v}, "ns/w")
 		if err != nil || s.Timeout != want {
 			t.Errorf("%s=%q: %s, %v; want %s", AnnotationTimeout, v, s.Timeout, err, want)
+		}
+	}
+}
+
+func TestParseGentle(t *testing.T) {
+	for _, c := range []struct {
+		ann  map[string]string
+		p    prio.Priority
+		rate int64
+	}{
+		{nil, "", 0}, // not annotated: the agent's flags decide
+		{map[string]string{AnnotationPriority: "idle"}, prio.Idle, 0},
+		{map[string]string{AnnotationPriority: " normal ", AnnotationMaxRate: "50Mi"}, prio.Normal, 50 << 20},
+		{map[string]string{AnnotationMaxRate: "200M"}, "", 200e6},
+		{map[string]string{AnnotationMaxRate: "1.5Gi"}, "", 3 << 29},
+	} {
+		s, err := Parse(c.ann, "ns/w")
+		if err != nil || s.Priority != c.p || s.MaxRate != c.rate {
+			t.Errorf("%v: priority %q, max rate %d, %v; want %q, %d", c.ann, s.Priority, s.MaxRate, err, c.p, c.rate)
 		}
 	}
 }

@@ -32,6 +32,7 @@ type agentCommand struct {
 	pitr        string
 	pitrSlot    string
 	retainWarn  string
+	gentle      gentle
 }
 
 func (a *agentCommand) Run(ctx context.Context, args []string) error {
@@ -76,8 +77,12 @@ func (a *agentCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	priority, maxRate, err := a.gentle.parse()
+	if err != nil {
+		return err
+	}
 	ag, err := agent.New(agent.Config{
-		PITR: pitrOn, PITRSlot: a.pitrSlot, PITRRetainWarn: retainWarn,
+		PITR: pitrOn, PITRSlot: a.pitrSlot, PITRRetainWarn: retainWarn, Priority: priority, MaxRate: maxRate,
 		Signer: signer, Trust: trust, RetentionFloor: floor,
 		Pod: os.Getenv(sidecar.EnvPodName), Notify: notifyCfg, Events: podEvents(a.c.namespace, log),
 		Namespace: a.c.namespace, Workload: a.c.workload, Driver: a.c.driver, DSN: a.c.dsn,
@@ -123,6 +128,7 @@ func (a *agentCommand) flags(fs *flag.FlagSet) {
 	stringFlag(fs, &a.pitr, "pitr", "off", "on: stream PostgreSQL's WAL into the storage for point-in-time restores, when remora.dev/pitr is not set")
 	stringFlag(fs, &a.pitrSlot, "pitr-slot", agent.DefaultSlot, "the physical replication slot WAL is streamed through (created if missing)")
 	stringFlag(fs, &a.retainWarn, "pitr-retain-warn", "1GiB", "warn when the slot holds back more WAL than this on the server (the archive is behind)")
+	a.gentle.addFlags(fs, "")
 	stringFlag(fs, &a.metricsAddr, "metrics-addr", fmt.Sprintf(":%d", sidecar.MetricsPort), "address of /metrics, /healthz and /readyz (empty: none)")
 }
 

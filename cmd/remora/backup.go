@@ -11,6 +11,7 @@ import (
 
 	"remora.dev/remora/control"
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/prio"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/sidecar"
@@ -28,6 +29,8 @@ type backupCommand struct {
 	retention   string
 	socket      string
 	wait        bool
+	gentle      gentle
+	priority    prio.Priority
 }
 
 func (b *backupCommand) Run(ctx context.Context, args []string) error {
@@ -42,6 +45,7 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	stringFlag(fs, &b.encryptTo, "encrypt-to", os.Getenv("AGE_RECIPIENTS"), "encrypt to these age public keys (age1..., comma-separated; also AGE_RECIPIENTS)")
 	stringFlag(fs, &b.socket, "socket", sidecar.SocketPath, "the agent's control socket: when an agent answers there, it takes the backup")
 	choiceBool(fs, &b.wait, "wait", "through the agent: show progress and wait for the result")
+	b.gentle.addFlags(fs, string(prio.Default))
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -68,7 +72,7 @@ func (b *backupCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := repo.Backup(ctx, opts)
+	res, err := repo.Backup(prio.With(ctx, b.priority, log), opts)
 	if res != nil {
 		b.report(res)
 	}
@@ -93,6 +97,10 @@ func (b *backupCommand) options(ctx context.Context, log *slog.Logger) (repo.Bac
 	if err != nil {
 		return repo.BackupOptions{}, usage(err)
 	}
+	var maxRate int64
+	if b.priority, maxRate, err = b.gentle.parse(); err != nil {
+		return repo.BackupOptions{}, err
+	}
 	if err := b.c.checkMethod(); err != nil {
 		return repo.BackupOptions{}, err
 	}
@@ -110,7 +118,7 @@ func (b *backupCommand) options(ctx context.Context, log *slog.Logger) (repo.Bac
 		return repo.BackupOptions{}, err
 	}
 	return repo.BackupOptions{Scope: b.c.scope(), Driver: drv, Destinations: dests, Compression: b.compression, Recipients: recipients,
-		Signer: signer, Trust: trust, RetentionFloor: floor, Logger: log}, nil
+		Signer: signer, Trust: trust, RetentionFloor: floor, Logger: log, MaxRate: maxRate}, nil
 }
 
 // report prints what a backup stored, where, and what retention deleted.

@@ -14,10 +14,12 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"remora.dev/remora/drivers"
+	"remora.dev/remora/internal/prio"
 	"remora.dev/remora/internal/redact"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/repo/retention"
 	"remora.dev/remora/sidecar"
+	"remora.dev/remora/spec"
 	"remora.dev/remora/storage"
 )
 
@@ -98,6 +100,39 @@ func stringFlag(fs *flag.FlagSet, p *string, name, def, usage string) {
 		def = v
 	}
 	fs.StringVar(p, name, def, usage)
+}
+
+// gentle are --priority and --max-rate: how hard a backup may press on the
+// database it reads (remora.dev/priority and remora.dev/max-rate).
+type gentle struct {
+	priority, maxRate string
+}
+
+// addFlags defines them; def is --priority's default (the agent's is empty:
+// the annotation's, else low).
+func (g *gentle) addFlags(fs *flag.FlagSet, def string) {
+	stringFlag(fs, &g.priority, "priority", def, "CPU and I/O priority of the backup's work and tools: low (nice 10, best-effort I/O 7), idle (nice 19, idle I/O) or normal")
+	stringFlag(fs, &g.maxRate, "max-rate", "", "cap on the bytes per second read from the database, as 50Mi or 200M (1Mi to 10Gi; empty: no cap)")
+}
+
+// parse reads them: the priority ("" when not given) and the rate (0: no
+// cap).
+func (g *gentle) parse() (prio.Priority, int64, error) {
+	var p prio.Priority
+	if v := strings.TrimSpace(g.priority); v != "" {
+		var err error
+		if p, err = prio.Parse(v); err != nil {
+			return "", 0, usagef("--priority: %v", err)
+		}
+	}
+	if v := strings.TrimSpace(g.maxRate); v != "" {
+		r, err := spec.ParseMaxRate(v)
+		if err != nil {
+			return "", 0, usagef("--max-rate: %v", err)
+		}
+		return p, r, nil
+	}
+	return p, 0, nil
 }
 
 // invocationFlags choose what one command does (which backup, --yes, ...).

@@ -60,6 +60,10 @@ type Options struct {
 	ChunkSize int
 	// Level is the zstd level; 0 means zstd.SpeedDefault (`zstd -3`).
 	Level zstd.EncoderLevel
+	// Go starts each of the Writer's goroutines (the workers and the one
+	// writing frames out); nil means a go statement. A backup passes one
+	// that runs them on threads at its priority (remora.dev/priority).
+	Go func(func())
 
 	// unpooled gives each worker a new encoder, which its Writer alone
 	// uses: for tests in a synctest bubble, whose channels (inside the
@@ -144,10 +148,24 @@ func NewWriter(w io.Writer, o Options) (*Writer, error) {
 		z.slots <- make(chan struct{}, 1)
 	}
 	for range o.Workers {
-		z.wg.Go(z.compress)
+		z.start(z.compress)
 	}
-	z.wg.Go(z.drain)
+	z.start(z.drain)
 	return z, nil
+}
+
+// start runs fn on a goroutine of the Writer's, started by Options.Go.
+func (z *Writer) start(fn func()) {
+	z.wg.Add(1)
+	run := func() {
+		defer z.wg.Done()
+		fn()
+	}
+	if z.o.Go == nil {
+		go run()
+		return
+	}
+	z.o.Go(run)
 }
 
 // Write copies p into chunks and hands every full chunk to the workers. It

@@ -341,3 +341,33 @@ func TestMemoryBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestGoStartsEveryGoroutine: with Options.Go, every goroutine of the
+// Writer (each worker, and the one writing frames) is started by it, so a
+// backup can run them all at its priority; the output is the same.
+func TestGoStartsEveryGoroutine(t *testing.T) {
+	var started atomic.Int32
+	var out bytes.Buffer
+	z, err := NewWriter(&out, Options{Workers: 3, ChunkSize: MinChunkSize, Go: func(fn func()) {
+		started.Add(1)
+		go fn()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := bytes.Repeat([]byte("gentle "), 10000)
+	if _, err := z.Write(in); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := started.Load(); n != 3+1 {
+		t.Errorf("Go started %d goroutines, want 4", n)
+	}
+	d, _ := zstd.NewReader(nil)
+	defer d.Close()
+	if got, err := d.DecodeAll(out.Bytes(), nil); err != nil || !bytes.Equal(got, in) {
+		t.Errorf("round trip: %v", err)
+	}
+}
