@@ -275,7 +275,7 @@ func (a *Agent) prunePITR(ctx context.Context, s spec.Spec, stored []storage.Sto
 }
 
 // refreshWindow reads the span a point-in-time restore can reach from the
-// first destination: its physical backups and archived WAL.
+// first destination: its backups and archived log.
 func (a *Agent) refreshWindow(ctx context.Context, s spec.Spec) {
 	if len(a.cfg.Storage) == 0 {
 		return
@@ -285,45 +285,12 @@ func (a *Agent) refreshWindow(ctx context.Context, s spec.Spec) {
 	if err != nil {
 		return
 	}
-	scope := repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s), Method: drivers.MethodPhysical}
-	if scope.Driver == mysql.Name {
-		a.refreshBinlogWindow(ctx, st, scope)
-		return
-	}
+	scope := repo.Scope{Namespace: a.cfg.Namespace, Workload: a.cfg.Workload, Driver: a.driver(s)}
 	entries, err := repo.List(ctx, st, scope, a.cfg.Trust)
 	if err != nil {
 		return
 	}
-	bases, _ := pitr.Bases(entries)
-	var w pitr.Window
-	if len(bases) > 0 {
-		newest := bases[0]
-		for _, b := range bases {
-			if b.StopTime.After(newest.StopTime) {
-				newest = b
-			}
-		}
-		scope.Method = ""
-		arch, err := pitr.LoadArchive(ctx, st, scope, newest.System, newest.SegSize, a.cfg.Trust, nil)
-		if err != nil {
-			a.log.Warn("cannot read the restorable window", "storage", st.String(), "error", err)
-			return
-		}
-		w = arch.Reach(bases)
-	}
-	a.mu.Lock()
-	a.window = w
-	a.mu.Unlock()
-}
-
-// refreshBinlogWindow reads the window of MySQL's dumps and binary log.
-func (a *Agent) refreshBinlogWindow(ctx context.Context, st storage.Storage, scope repo.Scope) {
-	scope.Method = ""
-	entries, err := repo.List(ctx, st, scope, a.cfg.Trust)
-	if err != nil {
-		return
-	}
-	w, err := pitr.BinlogReach(ctx, st, scope, a.cfg.Trust, pitr.Dumps(entries))
+	w, _, err := pitr.Reachable(ctx, st, scope, entries, a.cfg.Trust)
 	if err != nil {
 		a.log.Warn("cannot read the restorable window", "storage", st.String(), "error", err)
 		return

@@ -239,25 +239,13 @@ func staleness(row Row, o Options) string {
 	return fmt.Sprintf("last good backup %s is %s old, more than %s", row.LastGood.ID, short(age.Round(time.Minute)), short(o.MaxAge))
 }
 
-// window is the point-in-time window of a workload's physical backups, or
-// nil when it has none.
+// window is the point-in-time window of a workload's backups, or nil when
+// none can start one.
 func window(ctx context.Context, st storage.Storage, scope repo.Scope, entries []repo.Entry, trust repo.Trust) (*Window, error) {
-	bases, _ := pitr.Bases(entries)
-	if len(bases) == 0 {
-		return nil, nil
-	}
-	newest := bases[0]
-	for _, b := range bases {
-		if b.StopTime.After(newest.StopTime) {
-			newest = b
-		}
-	}
-	scope.Method = ""
-	a, err := pitr.LoadArchive(ctx, st, scope, newest.System, newest.SegSize, trust, nil)
-	if err != nil {
+	w, has, err := pitr.Reachable(ctx, st, scope, entries, trust)
+	if err != nil || !has {
 		return nil, err
 	}
-	w := a.Reach(bases)
 	out := &Window{NoWAL: w.From.IsZero() && len(w.Gaps) == 0}
 	if !w.From.IsZero() {
 		from, to := w.From.UTC(), w.To.UTC()

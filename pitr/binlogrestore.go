@@ -365,3 +365,31 @@ func PruneBinlogs(ctx context.Context, st storage.Storage, scope repo.Scope, tru
 	}
 	return n, nil
 }
+
+// Reachable is the window a point-in-time restore of scope's backups can
+// reach in st: MySQL's dumps with the binary log, or PostgreSQL's
+// physical backups with the WAL. has is false when no backup can start
+// one (no physical backup, no dump that recorded a position).
+func Reachable(ctx context.Context, st storage.Storage, scope repo.Scope, entries []repo.Entry, trust repo.Trust) (w Window, has bool, err error) {
+	scope.Method = ""
+	if dumps := Dumps(entries); len(dumps) > 0 {
+		scope.Driver = mysql.Name
+		w, err = BinlogReach(ctx, st, scope, trust, dumps)
+		return w, true, err
+	}
+	bases, _ := Bases(entries)
+	if len(bases) == 0 {
+		return w, false, nil
+	}
+	newest := bases[0]
+	for _, b := range bases {
+		if b.StopTime.After(newest.StopTime) {
+			newest = b
+		}
+	}
+	a, err := LoadArchive(ctx, st, scope, newest.System, newest.SegSize, trust, nil)
+	if err != nil {
+		return w, true, err
+	}
+	return a.Reach(bases), true, nil
+}

@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"remora.dev/remora/drivers/mysql"
 	"remora.dev/remora/pitr"
 	"remora.dev/remora/repo"
 	"remora.dev/remora/storage"
@@ -80,39 +79,28 @@ func (l *listCommand) Run(ctx context.Context, args []string) error {
 	return l.window(ctx, st, entries, trust)
 }
 
-// window prints, when there are physical backups, the span a
-// point-in-time restore can reach with the archived WAL, and any gap.
+// window prints, when there are backups a point-in-time restore can start
+// from (physical ones with the archived WAL, MySQL dumps with the binary
+// log), the span it can reach, and any gap.
 func (l *listCommand) window(ctx context.Context, st storage.Storage, entries []repo.Entry, trust repo.Trust) error {
-	if dumps := pitr.Dumps(entries); len(dumps) > 0 {
-		return l.binlogWindow(ctx, st, dumps, trust)
-	}
-	bases, _ := pitr.Bases(entries)
-	if len(bases) == 0 {
-		return nil
-	}
-	newest := bases[0]
-	for _, b := range bases {
-		if b.StopTime.After(newest.StopTime) {
-			newest = b
-		}
-	}
-	scope := l.c.scope()
-	scope.Method = ""
-	a, err := pitr.LoadArchive(ctx, st, scope, newest.System, newest.SegSize, trust, nil)
-	if err != nil {
+	w, has, err := pitr.Reachable(ctx, st, l.c.scope(), entries, trust)
+	if err != nil || !has {
 		return err
 	}
-	w := a.Reach(bases)
+	log, after := "WAL", "the physical backups"
+	if len(pitr.Dumps(entries)) > 0 {
+		log, after = "binary log", "the backups"
+	}
 	switch {
 	case w.From.IsZero() && len(w.Gaps) == 0:
-		fmt.Fprintln(l.env.stdout, "\nPoint in time: no archived WAL after the physical backups (remora.dev/pitr is off?): each restores to its own end")
+		fmt.Fprintf(l.env.stdout, "\nPoint in time: no archived %s after %s (remora.dev/pitr is off?): each restores to its own end\n", log, after)
 	case w.From.IsZero():
 		fmt.Fprintln(l.env.stdout, "\nPoint in time: no window")
 	default:
 		fmt.Fprintf(l.env.stdout, "\nPoint in time: restorable from %s to %s (UTC)\n", w.From.UTC().Format("2006-01-02 15:04:05"), w.To.UTC().Format("2006-01-02 15:04:05"))
 	}
 	for _, g := range w.Gaps {
-		fmt.Fprintf(l.env.stdout, "WAL GAP after the newest physical backup: %s\n", g)
+		fmt.Fprintf(l.env.stdout, "%s GAP after the newest backup: %s\n", strings.ToUpper(log), g)
 	}
 	return nil
 }
@@ -144,27 +132,4 @@ func verified(v *repo.Verification) string {
 	default:
 		return "FAILED " + v.Time.Format("2006-01-02 15:04")
 	}
-}
-
-// binlogWindow prints the span a MySQL point-in-time restore can reach
-// with the dumps and the archived binary log, and any gap.
-func (l *listCommand) binlogWindow(ctx context.Context, st storage.Storage, dumps []pitr.Dump, trust repo.Trust) error {
-	scope := l.c.scope()
-	scope.Driver, scope.Method = mysql.Name, ""
-	w, err := pitr.BinlogReach(ctx, st, scope, trust, dumps)
-	if err != nil {
-		return err
-	}
-	switch {
-	case w.From.IsZero() && len(w.Gaps) == 0:
-		fmt.Fprintln(l.env.stdout, "\nPoint in time: no archived binary log after the backups (remora.dev/pitr is off?): each restores to its own end")
-	case w.From.IsZero():
-		fmt.Fprintln(l.env.stdout, "\nPoint in time: no window")
-	default:
-		fmt.Fprintf(l.env.stdout, "\nPoint in time: restorable from %s to %s (UTC)\n", w.From.UTC().Format("2006-01-02 15:04:05"), w.To.UTC().Format("2006-01-02 15:04:05"))
-	}
-	for _, g := range w.Gaps {
-		fmt.Fprintf(l.env.stdout, "BINARY LOG GAP after the newest backup: %s\n", g)
-	}
-	return nil
 }

@@ -139,7 +139,7 @@ func TestMySQLPointInTime(t *testing.T) {
 	s3.MakeBucket(t, "binlog")
 	dir := t.TempDir()
 	s3URL := "s3://binlog/arch?endpoint=" + s3.Endpoint + "&region=" + s3.Region + "&insecure=true"
-	p := startMySQLPod(t, db, s3URL+" file://"+dir, map[string]string{"remora.dev/pitr": "on", "remora.dev/pitr-flush": "1s"}, s3.Env()...)
+	p := startMySQLPod(t, db, s3URL+" file://"+dir, map[string]string{"remora.dev/pitr": "on", "remora.dev/pitr-flush": "1s", "remora.dev/retention": "last=1"}, s3.Env()...)
 
 	stop := load(t, db)
 	remora.Must(t, p.env, "backup", "--wait")
@@ -200,6 +200,41 @@ func TestMySQLPointInTime(t *testing.T) {
 	if got := checksums(t, other, "other.notes"); got != strings.Split(wantA, "\n")[2] {
 		t.Errorf("a restore of shop changed other.notes: %s", got)
 	}
+
+	// A second backup in a later file, with retention last=1: the first
+	// backup goes, and so do the files only it needed; the second's chain
+	// verifies.
+	db.SQL(t, "FLUSH BINARY LOGS; INSERT INTO shop.orders (item, qty) VALUES ('F', 6)")
+	p.archived()
+	before := binlogFiles(t, dir)
+	remora.Must(t, p.env, "backup", "--wait")
+	entries = clitest.List(t, remora, p.env)
+	if len(entries) != 1 {
+		t.Fatalf("%d backups after retention last=1", len(entries))
+	}
+	after := binlogFiles(t, dir)
+	if len(after) >= len(before) || slices.Contains(after, "mysql-bin.000001") || !slices.Contains(after, "mysql-bin.000003") {
+		t.Errorf("binary log retention: files %v before the second backup, %v after", before, after)
+	}
+	if out := remora.Must(t, slices.Concat(p.env, []string{"REMORA_STORAGE=file://" + dir}), "verify", entries[0].ID).Stdout; !strings.Contains(out, "BINLOG OK") {
+		t.Errorf("verify after retention: %s", out)
+	}
+}
+
+// binlogFiles are the binary log files archived in a file:// storage.
+func binlogFiles(t *testing.T, dir string) []string {
+	var out []string
+	for _, f := range testenv.FilesUnder(dir) {
+		if i := strings.Index(f, "/mysql/binlog/"); i >= 0 && strings.HasSuffix(f, ".json") {
+			parts := strings.Split(f[i+len("/mysql/binlog/"):], "/")
+			name := parts[1][:strings.LastIndexByte(parts[1], '.')]
+			if !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestMySQLBinlogGap: a binary log the server purged before the agent
