@@ -22,8 +22,11 @@ import (
 // binary log positions: each database's dump is its own consistent
 // snapshot, so each replays from its own position.
 type Dump struct {
-	ID        string
-	Finished  time.Time // the agent's clock: the snapshots were taken before it
+	ID string
+	// Finished is when the snapshots had all been taken: the server's clock
+	// (that of the binary log's timestamps, which a target time is read
+	// in) when the dump recorded it, else the agent's at the backup's end.
+	Finished  time.Time
 	Positions map[string]mysql.BinlogPosition
 }
 
@@ -55,8 +58,8 @@ func Dumps(entries []repo.Entry) []Dump {
 		if e.Problem != "" || m.Driver != mysql.Name || e.Verification != nil && !e.Verification.OK {
 			continue
 		}
-		d := Dump{ID: m.ID, Finished: m.Finished, Positions: map[string]mysql.BinlogPosition{}}
-		complete := true
+		d := Dump{ID: m.ID, Positions: map[string]mysql.BinlogPosition{}}
+		complete, serverTime := true, true
 		for _, o := range m.Objects {
 			if o.Kind != drivers.KindDatabase {
 				continue
@@ -67,6 +70,13 @@ func Dumps(entries []repo.Entry) []Dump {
 				break
 			}
 			d.Positions[o.Database] = p
+			serverTime = serverTime && !p.Time.IsZero()
+			if p.Time.After(d.Finished) {
+				d.Finished = p.Time
+			}
+		}
+		if !serverTime {
+			d.Finished = m.Finished
 		}
 		if complete && len(d.Positions) > 0 {
 			out = append(out, d)

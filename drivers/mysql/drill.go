@@ -44,7 +44,18 @@ func (d *Driver) DumpMeta(ctx context.Context, obj drivers.Object, w io.Writer) 
 		return nil, err
 	}
 	meta := rc.meta()
-	maps.Copy(meta, ps.meta())
+	if pm := ps.meta(); pm != nil {
+		maps.Copy(meta, pm)
+		// The server's clock once the snapshot was taken, in the clock of
+		// the binary log's timestamps: a restore to a time uses this dump
+		// only when this is not after the target, whatever the agent's
+		// clock says.
+		t, err := d.serverNow(ctx)
+		if err != nil {
+			return nil, err
+		}
+		meta[MetaBinlogTime] = t.UTC().Format(time.RFC3339Nano)
+	}
 	return meta, nil
 }
 

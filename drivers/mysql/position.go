@@ -2,10 +2,12 @@ package mysql
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A dump of a server with binary logging records where in the binary log
@@ -19,6 +21,7 @@ const (
 	MetaBinlogFile = "binlog.file" // mysql-bin.000042
 	MetaBinlogPos  = "binlog.pos"  // the byte offset in it
 	MetaBinlogGTID = "binlog.gtid" // MariaDB's gtid_slave_pos or MySQL's gtid_executed then, when the dump said
+	MetaBinlogTime = "binlog.time" // the server's clock after the snapshot (RFC 3339)
 )
 
 // BinlogPosition is a place in a server's binary log.
@@ -26,6 +29,7 @@ type BinlogPosition struct {
 	File string
 	Pos  uint64
 	GTID string
+	Time time.Time // the server's clock after the snapshot; zero if not recorded
 }
 
 // PositionOf reads a database object's recorded position; ok is false when
@@ -39,7 +43,13 @@ func PositionOf(meta map[string]string) (BinlogPosition, bool, error) {
 	if err != nil || !binlogName.MatchString(file) || n < 4 {
 		return BinlogPosition{}, false, fmt.Errorf("mysql: the recorded binary log position %q %q is not one", file, pos)
 	}
-	return BinlogPosition{File: file, Pos: n, GTID: meta[MetaBinlogGTID]}, true, nil
+	p := BinlogPosition{File: file, Pos: n, GTID: meta[MetaBinlogGTID]}
+	if t := meta[MetaBinlogTime]; t != "" {
+		if p.Time, err = time.Parse(time.RFC3339Nano, t); err != nil {
+			return BinlogPosition{}, false, fmt.Errorf("mysql: the recorded snapshot time %q is not one", t)
+		}
+	}
+	return p, true, nil
 }
 
 // binlogName is a binary log file's name: a base name and a number.
@@ -141,3 +151,23 @@ func positionFlags(toolVersion string) []string {
 // mysqlToolVersion finds the server version in "mysqldump  Ver 8.0.36 for
 // Linux" or "Ver 10.13 Distrib 5.7.44".
 var mysqlToolVersion = regexp.MustCompile(`(?:Ver|Distrib) ([0-9]+)\.([0-9]+)\.([0-9]+)`)
+
+// serverNow is the server's clock.
+func (d *Driver) serverNow(ctx context.Context) (time.Time, error) {
+	s, err := d.inspect(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	rows, err := d.query(ctx, s.client, "SELECT UNIX_TIMESTAMP(NOW(6))")
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return time.Time{}, fmt.Errorf("mysql %s: cannot read the server's clock", d.where)
+	}
+	f, err := strconv.ParseFloat(rows[0][0], 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("mysql %s: cannot read the server's clock: %q", d.where, rows[0][0])
+	}
+	return time.Unix(0, int64(f*1e9)), nil
+}

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPositionScanner: the position is read from the comments the dump
@@ -63,7 +64,11 @@ func TestPositionOf(t *testing.T) {
 	if !ok || err != nil || p.File != "mysql-bin.000002" || p.Pos != 330 {
 		t.Fatal(p, ok, err)
 	}
-	for _, bad := range []map[string]string{{MetaBinlogFile: "../x.000001", MetaBinlogPos: "9"}, {MetaBinlogFile: "m.000001", MetaBinlogPos: "x"}, {MetaBinlogFile: "m.000001", MetaBinlogPos: "2"}} {
+	p, _, err = PositionOf(map[string]string{MetaBinlogFile: "mysql-bin.000002", MetaBinlogPos: "330", MetaBinlogTime: "2026-11-30T12:00:01.5Z"})
+	if err != nil || !p.Time.Equal(time.Date(2026, 11, 30, 12, 0, 1, 5e8, time.UTC)) {
+		t.Fatal(p, err)
+	}
+	for _, bad := range []map[string]string{{MetaBinlogFile: "m.000001", MetaBinlogPos: "9", MetaBinlogTime: "noon"}, {MetaBinlogFile: "../x.000001", MetaBinlogPos: "9"}, {MetaBinlogFile: "m.000001", MetaBinlogPos: "x"}, {MetaBinlogFile: "m.000001", MetaBinlogPos: "2"}} {
 		if _, _, err := PositionOf(bad); err == nil {
 			t.Errorf("%v: accepted", bad)
 		}
