@@ -36,13 +36,8 @@ type restoreCommand struct {
 }
 
 func (r *restoreCommand) Run(ctx context.Context, args []string) error {
-	fs := r.env.newFlagSet("restore", "restore ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes] | --data-dir DIR [ID|--latest|--before TIME|--to-time TIME|--to-lsn LSN|--to-latest] [flags]")
-	r.flags(fs)
-	pos, err := parseInterspersed(fs, args)
+	pos, err := r.parse(args)
 	if err != nil {
-		return err
-	}
-	if err := r.chooseMethod(); err != nil {
 		return err
 	}
 	if r.dataDir != "" && r.point.ifEmpty && holdsDataDir(r.dataDir) {
@@ -115,6 +110,17 @@ func (r *restoreCommand) Run(ctx context.Context, args []string) error {
 	fmt.Fprintf(r.env.stdout, "restored backup %s\n", m.ID)
 	warnUnchecked(log, trust)
 	return nil
+}
+
+// parse reads the arguments and picks the method.
+func (r *restoreCommand) parse(args []string) ([]string, error) {
+	fs := r.env.newFlagSet("restore", "restore ID|--latest|--before TIME [--database NAME] [--into NAME] [--yes] | --to-time TIME|--to-latest [--database NAME] [--into NAME] [--yes] (MySQL) | --data-dir DIR [ID|--latest|--before TIME|--to-time TIME|--to-lsn LSN|--to-latest] [flags]")
+	r.flags(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	return pos, r.chooseMethod()
 }
 
 // flags defines restore's flags.

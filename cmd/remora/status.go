@@ -92,13 +92,17 @@ func (s *statusCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "skipped runs  %d (a backup was still running)\n", st.SkippedRuns)
 	}
 	if st.WAL != nil {
-		label := "WAL          "
-		if st.WAL.Kind == "binlog" {
-			label = "Binary log   "
-		}
-		fmt.Fprintf(w, "%s %s\n", label, walLine(st.WAL, now))
+		fmt.Fprintf(w, "%-13s %s\n", logLabel(st.WAL), walLine(st.WAL, now))
 	}
 	return nil
+}
+
+// logLabel names the streamed log.
+func logLabel(s *control.WALStatus) string {
+	if s.Kind == "binlog" {
+		return "Binary log"
+	}
+	return "WAL"
 }
 
 // walLine is the WAL streamer's state in one line.
