@@ -118,25 +118,10 @@ func (s *BinlogStreamer) Run(ctx context.Context) error {
 	if s.ServerID == 0 {
 		s.ServerID = DefaultServerID
 	}
-	pause := time.Second
-	for {
-		began := time.Now()
-		err := s.session(ctx, d)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	return drivers.Reconnect(ctx, func(ctx context.Context) error { return s.session(ctx, d) }, func(err error, pause time.Duration) {
 		s.update(func(st *BinlogStats) { st.Connected, st.LastError = false, err.Error() })
 		s.Log.Warn("binary log streaming stopped; reconnecting", "error", err, "in", pause.String())
-		if time.Since(began) > 2*time.Minute {
-			pause = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, time.Minute)
-	}
+	})
 }
 
 // dial opens a protocol connection as the DSN says.

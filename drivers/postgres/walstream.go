@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"remora.dev/remora/drivers"
 )
 
 // WAL streaming: the sidecar receives the server's WAL over the replication
@@ -103,25 +105,10 @@ func (s *WALStreamer) Run(ctx context.Context) error {
 	if s.Flush <= 0 {
 		s.Flush = 10 * time.Second
 	}
-	pause := time.Second
-	for {
-		began := time.Now()
-		err := s.session(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	return drivers.Reconnect(ctx, s.session, func(err error, pause time.Duration) {
 		s.update(func(st *WALStats) { st.Connected, st.LastError = false, err.Error() })
 		s.Log.Warn("WAL streaming stopped; reconnecting", "error", err, "in", pause.String())
-		if time.Since(began) > 2*time.Minute {
-			pause = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, time.Minute)
-	}
+	})
 }
 
 // replicationConn opens a physical replication connection with the DSN.
