@@ -94,7 +94,8 @@ e2e: deps bin/versitygw bin/helm node-bins
 # package's testdata/fuzz and then runs with the regular tests.
 FUZZTIME ?= 5m
 FUZZ_TARGETS := ./spec:FuzzParse ./spec:FuzzReadFile ./schedule:FuzzParse \
-	./repo/retention:FuzzPolicy ./repo:FuzzManifest ./storage:FuzzOpen ./webhook:FuzzAdmission
+	./repo/retention:FuzzPolicy ./repo:FuzzManifest ./storage:FuzzOpen ./webhook:FuzzAdmission \
+	./drivers/mysql/binlog:FuzzVerifyFile
 fuzz:
 	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
 	  if ! $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) >$$out 2>&1; then cat $$out; exit 1; fi; \

@@ -83,12 +83,14 @@ func readEvent(br *bufio.Reader, at uint64) ([]byte, error) {
 	if size < headerLen || size > maxEvent {
 		return nil, fmt.Errorf("binlog: event at %d has an impossible size %d", at, size)
 	}
-	raw := make([]byte, size)
-	copy(raw, hdr)
-	if n, err := io.ReadFull(br, raw[headerLen:]); err != nil {
+	// The buffer grows with what is there, not with what the header
+	// claims: a damaged size must not allocate a gigabyte.
+	buf := bytes.NewBuffer(make([]byte, 0, min(int(size), 1<<20)))
+	buf.Write(hdr)
+	if n, err := io.CopyN(buf, br, int64(size)-headerLen); err != nil {
 		return nil, fmt.Errorf("binlog: truncated: the event at %d has %d of its %d bytes", at, headerLen+n, size)
 	}
-	return raw, nil
+	return buf.Bytes(), nil
 }
 
 func checkEvent(h header, raw []byte, at uint64, crc bool) error {
