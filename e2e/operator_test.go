@@ -32,6 +32,9 @@ type workload struct {
 	// place must bring back what sum printed before).
 	damage  string
 	restore []string // the restore's arguments after --latest
+	// pointInTime, if set, switches on log streaming and restores to a
+	// time between two transactions.
+	pointInTime func(n *node, pod string, w workload)
 }
 
 // TestOperatorPath runs the operator's whole path on a real one-node
@@ -156,6 +159,9 @@ func operate(t *testing.T, parent *node, w workload, keyID string) {
 		t.Fatalf("restored data differs:\noriginal %s\nrestored %s", want, got)
 	}
 	t.Logf("restored identical: %s", strings.TrimSpace(want))
+	if w.pointInTime != nil {
+		w.pointInTime(&n, pod, w)
+	}
 
 	n.scrapeMetrics(pod)
 	n.killSidecar(pod, w)
@@ -376,7 +382,8 @@ INSERT INTO orders SELECT seq, concat('customer ', seq % 977), seq * 1.37, unhex
 				db := map[bool]string{false: "app", true: "app_copy"}[into]
 				return mariadb(`SELECT count(*), md5(group_concat(concat_ws(':', id, customer, total, hex(note)) ORDER BY id SEPARATOR ',')) FROM ` + db + `.orders`)
 			},
-			restore: []string{"--database", "app", "--into", "app_copy"},
+			restore:     []string{"--database", "app", "--into", "app_copy"},
+			pointInTime: mariadbPointInTime,
 		},
 		{
 			name: "cache", pod: "cache-0", container: "redis", manifest: statefulSet("cache", "redis", "localhost/remora-e2e/redis:1",
@@ -397,6 +404,51 @@ INSERT INTO orders SELECT seq, concat('customer ', seq % 977), seq * 1.37, unhex
 			restore: []string{"--into", "/data/restored"},
 		},
 	}
+}
+
+// mariadbPointInTime switches binary log streaming on live, takes a dump,
+// and restores the database to a time between two transactions, from
+// inside the sidecar.
+func mariadbPointInTime(n *node, pod string, w workload) {
+	n.must("-n", "shop", "annotate", "pod", pod, "remora.dev/pitr=on", "remora.dev/pitr-flush=1s", "--overwrite")
+	n.waitFor("binary log streaming", time.Minute, func() bool {
+		out, _ := n.kubectl("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "status")
+		return strings.Contains(out, "Binary log    streaming")
+	})
+	n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "backup", "--wait")
+	sql := func(q string) string {
+		return strings.TrimSpace(n.must("-n", "shop", "exec", pod, "-c", w.container, "--", "sh", "-c", mariadb(q)))
+	}
+	sql("INSERT INTO app.orders VALUES (30001, 'A', 1, NULL)")
+	first := sql("SELECT UNIX_TIMESTAMP()")
+	n.waitFor("the server's clock to pass a second", 10*time.Second, func() bool { return sql("SELECT UNIX_TIMESTAMP()") != first })
+	target := sql("SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%dT%H:%i:%sZ')")
+	sql("INSERT INTO app.orders VALUES (30002, 'B', 2, NULL)")
+	end := strings.Fields(sql("SHOW MASTER STATUS"))
+	n.waitFor("the binary log archived", time.Minute, func() bool {
+		out, _ := n.kubectl("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "status")
+		return len(end) > 1 && archivedPast(out, end[0], end[1])
+	})
+	n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "restore", "--to-time", target, "--database", "app", "--into", "app_pitr")
+	if got := sql("SELECT GROUP_CONCAT(customer ORDER BY id) FROM app_pitr.orders WHERE id > 30000"); got != "A" {
+		n.t.Errorf("restored to %s: %q, want A", target, got)
+	}
+	if out := n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "verify"); !strings.Contains(out, "BINLOG OK") {
+		n.t.Errorf("verify:\n%s", out)
+	}
+}
+
+// archivedPast reports whether remora status says the binary log is
+// archived up to file@pos or past it.
+func archivedPast(status, file, pos string) bool {
+	_, rest, ok := strings.Cut(status, "archived up to ")
+	if !ok {
+		return false
+	}
+	gf, gp, _ := strings.Cut(strings.Fields(rest)[0], "@")
+	gn, _ := strconv.Atoi(strings.TrimRight(gp, ","))
+	want, _ := strconv.Atoi(pos)
+	return gf > file || gf == file && gn >= want
 }
 
 // psql, mariadb and redis are shell commands run in the database's own
