@@ -31,7 +31,11 @@ func TestDatabaseDiesMidDump(t *testing.T) {
 	hook := testenv.StartReceiver(t)
 	env := []string{"REMORA_STORAGE=file://" + volume, "REMORA_DRIVER=postgres", "REMORA_DSN=" + pg.DSN("postgres"),
 		"REMORA_NAMESPACE=shop", "REMORA_WORKLOAD=db-0", "REMORA_ANNOTATIONS=" + filepath.Join(podinfo, "annotations"),
-		"REMORA_SOCKET=" + sock, "REMORA_METRICS_ADDR=" + metricsAddr, "REMORA_NOTIFY_WEBHOOK_URL=" + hook.URL}
+		"REMORA_SOCKET=" + sock, "REMORA_METRICS_ADDR=" + metricsAddr, "REMORA_NOTIFY_WEBHOOK_URL=" + hook.URL,
+		// pg_dump is let run 2 ms at a time below: at the default low
+		// priority, on a machine busy with other tests, it would hardly
+		// run in them.
+		"REMORA_PRIORITY=normal"}
 	ag := clitest.StartAgent(t, remora, env, sock)
 	remora.Must(t, env, "backup", "--wait")
 	first := clitest.List(t, remora, env)

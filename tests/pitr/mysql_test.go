@@ -129,6 +129,7 @@ var mysqlTables = []string{"shop.orders", "shop.items", "other.notes"}
 // first: the checksums of every table), to the latest, and one database
 // into another name.
 func TestMySQLPointInTime(t *testing.T) {
+	t.Parallel()
 	db := testenv.StartMariaDBWith(t, testenv.MariaDBOptions{LogBin: true})
 	db.SQL(t, `CREATE DATABASE shop; CREATE DATABASE other;
 		CREATE TABLE shop.orders (id int AUTO_INCREMENT PRIMARY KEY, item varchar(64), qty int);
@@ -241,6 +242,7 @@ func binlogFiles(t *testing.T, dir string) []string {
 // stored it is a gap: the agent counts it, verify fails naming it, and a
 // restore to a time past it refuses before touching the server.
 func TestMySQLBinlogGap(t *testing.T) {
+	t.Parallel()
 	db := testenv.StartMariaDBWith(t, testenv.MariaDBOptions{LogBin: true})
 	db.SQL(t, "CREATE DATABASE shop; CREATE TABLE shop.t (id int PRIMARY KEY)")
 	dir := t.TempDir()
