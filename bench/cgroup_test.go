@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -248,3 +249,25 @@ func ioWeights(v2 bool) string {
 func exists(path string) bool { _, err := os.Stat(path); return err == nil }
 
 func writeCgroupFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+// TestPodCgroupWeights pins the kubelet's and runc's conversions the pod
+// layout uses, at the requests it uses them for.
+func TestPodCgroupWeights(t *testing.T) {
+	for _, c := range []struct {
+		milli, shares, weight, linear int64
+	}{
+		{milli: 0, shares: 2, weight: 1, linear: 1},          // no request: the minimum
+		{milli: 10, shares: 10, weight: 4, linear: 1},        // the sidecar's
+		{milli: 1000, shares: 1024, weight: 100, linear: 39}, // one core
+		{milli: 1010, shares: 1034, weight: 101, linear: 40}, // the pod: both
+	} {
+		shares := milliCPUToShares(c.milli)
+		if shares != c.shares || sharesToWeight(shares) != c.weight || sharesToWeightLinear(shares) != c.linear {
+			t.Errorf("%dm: %d shares, weight %d (linear %d); want %d, %d (%d)", c.milli, shares,
+				sharesToWeight(shares), sharesToWeightLinear(shares), c.shares, c.weight, c.linear)
+		}
+	}
+	if got := sidecarMilliCPU(); got != 10 {
+		t.Errorf("sidecar request %dm, want the 10m the table above assumes", got)
+	}
+}
