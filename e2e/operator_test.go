@@ -411,9 +411,16 @@ INSERT INTO orders SELECT seq, concat('customer ', seq % 977), seq * 1.37, unhex
 // inside the sidecar.
 func mariadbPointInTime(n *node, pod string, w workload) {
 	n.must("-n", "shop", "annotate", "pod", pod, "remora.dev/pitr=on", "remora.dev/pitr-flush=1s", "--overwrite")
+	var status string
+	defer func() {
+		if n.t.Failed() {
+			logs, _ := n.kubectl("-n", "shop", "logs", pod, "-c", "remora", "--tail=40")
+			n.t.Logf("remora status:\n%s\nthe sidecar's log:\n%s", status, logs)
+		}
+	}()
 	n.waitFor("binary log streaming", time.Minute, func() bool {
-		out, _ := n.kubectl("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "status")
-		return strings.Contains(out, "Binary log    streaming")
+		status, _ = n.kubectl("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "status")
+		return strings.Contains(status, "Binary log    streaming")
 	})
 	n.must("-n", "shop", "exec", pod, "-c", "remora", "--", "remora", "backup", "--wait")
 	sql := func(q string) string {

@@ -3,10 +3,13 @@ package binlog_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -131,6 +134,9 @@ func TestVerifyFile(t *testing.T) {
 		{"byte flipped in the last event", edit(func(b []byte) []byte { b[len(b)-10] ^= 0x40; return b }), "CRC32"},
 		{"byte flipped in the format description", edit(func(b []byte) []byte { b[30] ^= 1; return b }), "CRC32"},
 		{"end position changed", edit(func(b []byte) []byte { b[4+13]++; return b }), "ends at"},
+		// MariaDB 11.4 and later write the events inside a transaction
+		// without their end position.
+		{"row events without their end position", edit(func(b []byte) []byte { return withoutPositions(t, b, 19, 23) }), ""},
 		{"truncated in an event", good[:len(good)-3], "truncated"},
 		{"truncated in a header", good[:len(good)-lastEventSize(t, good)+7], "truncated"},
 		{"magic only", good[:4], "no event"},
@@ -155,6 +161,28 @@ func TestVerifyFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withoutPositions zeroes the end position of every event of the types
+// (19: table map, 23: write rows) and mends their CRC32, as a server
+// writing them so would.
+func withoutPositions(t *testing.T, b []byte, types ...byte) []byte {
+	t.Helper()
+	n := 0
+	for at := 4; at+19 <= len(b); {
+		size := int(binary.LittleEndian.Uint32(b[at+9:]))
+		if slices.Contains(types, b[at+4]) {
+			ev := b[at : at+size]
+			binary.LittleEndian.PutUint32(ev[13:], 0)
+			binary.LittleEndian.PutUint32(ev[size-4:], crc32.ChecksumIEEE(ev[:size-4]))
+			n++
+		}
+		at += size
+	}
+	if n == 0 {
+		t.Fatal("no event of those types")
+	}
+	return b
 }
 
 // lastEventSize walks the file's event sizes to the last one.

@@ -316,7 +316,11 @@ func (s *Stream) fileEvent(h header, raw []byte) (Event, error) {
 		}
 		s.txn = txnTracker{}
 	}
-	if end := s.pos + uint64(h.size); h.logPos != uint32(end) {
+	// MariaDB 11.4 and later write the events inside a transaction without
+	// their end position (0, binlog_legacy_event_pos=OFF): their place is
+	// where the one before ended, and the transaction's last event, which
+	// carries its position, checks them all.
+	if end := s.pos + uint64(h.size); h.logPos != 0 && h.logPos != uint32(end) {
 		return Event{}, fmt.Errorf("binlog: event at %s:%d ends at %d, not %d: the stream has a gap", s.file, s.pos, h.logPos, end)
 	}
 	if s.crc && !crcOK(raw) {

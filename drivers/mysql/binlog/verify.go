@@ -94,7 +94,9 @@ func readEvent(br *bufio.Reader, at uint64) ([]byte, error) {
 }
 
 func checkEvent(h header, raw []byte, at uint64, crc bool) error {
-	if end := at + uint64(h.size); h.logPos != uint32(end) {
+	// 0: an event inside a transaction, as MariaDB 11.4 and later write
+	// them (see Stream.fileEvent).
+	if end := at + uint64(h.size); h.logPos != 0 && h.logPos != uint32(end) {
 		return fmt.Errorf("binlog: the event at %d says it ends at %d, not %d", at, h.logPos, end)
 	}
 	if crc && !crcOK(raw) {
