@@ -46,7 +46,8 @@ type Resume struct {
 type BinlogSink interface {
 	// Resume is where the archive ends in the destination furthest behind.
 	Resume(ctx context.Context) (Resume, bool, error)
-	// Store keeps p in every destination, or fails.
+	// Store keeps p in every destination, or fails. It must not keep
+	// p.Data: the streamer reuses it.
 	Store(ctx context.Context, p Piece) error
 }
 
@@ -72,7 +73,8 @@ type BinlogStreamer struct {
 	Flush    time.Duration
 	Sink     BinlogSink
 	Log      *slog.Logger
-	// Stored, if set, is called after each piece is stored.
+	// Stored, if set, is called after each piece is stored (its Data only
+	// valid during the call).
 	Stored func(p Piece, at time.Time)
 
 	mu    sync.Mutex
@@ -282,7 +284,7 @@ func (p *pending) add(ev binlog.Event, now time.Time) error {
 		if len(p.data) > 0 {
 			return fmt.Errorf("the server began %s with bytes of %s pending and no end of that file", ev.File, p.file)
 		}
-		*p = pending{system: p.system, file: ev.File, created: ev.Timestamp, data: append([]byte{}, magic...), end: uint64(len(magic))}
+		*p = pending{system: p.system, file: ev.File, created: ev.Timestamp, data: append(p.data[:0], magic...), end: uint64(len(magic))}
 		p.since = now
 	}
 	if ev.File != p.file || ev.Pos != p.end {
@@ -317,9 +319,10 @@ func (p *pending) piece(last bool) Piece {
 		Data: p.data, FirstEvent: p.first, LastEvent: p.last, GTID: p.gtid}
 }
 
-// stored starts the next piece where the stored one ended.
+// stored starts the next piece where the stored one ended, in the same
+// buffer: the sink does not keep a piece's bytes.
 func (p *pending) stored() {
-	p.start, p.data, p.first, p.since = p.end, nil, time.Time{}, time.Time{}
+	p.start, p.data, p.first, p.since = p.end, p.data[:0], time.Time{}, time.Time{}
 }
 
 // pump reads events and stores pieces: when a file ends, when a piece
@@ -337,7 +340,6 @@ func (s *BinlogStreamer) pump(ctx context.Context, stream *binlog.Stream, p *pen
 				failed <- err
 				return
 			}
-			ev.Raw = append([]byte(nil), ev.Raw...)
 			select {
 			case events <- ev:
 			case <-ctx.Done():
