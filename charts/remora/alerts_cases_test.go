@@ -146,11 +146,11 @@ func walCases(healthy map[string]string) []alertCase {
 	return []alertCase{
 		{"WAL streamed and archived", wal(steady(1), steady(0), steady(0)), quiet("", 30*time.Minute, 25*time.Hour)},
 		{"WAL archive falling behind", wal(steady(1), "0+60x40", steady(0)), append(quiet("RemoraWALArchiveLagging", 20*time.Minute),
-			alertCheck{at: 22 * time.Minute, alert: "RemoraWALArchiveLagging", fire: sidecarAlert("WAL of shop/db-0 written 22m 0s ago is not archived yet")})},
+			alertCheck{at: 22 * time.Minute, alert: "RemoraWALArchiveLagging", fire: sidecarAlert("WAL (or binary log) of shop/db-0 written 22m 0s ago is not archived yet")})},
 		{"WAL streamer disconnected", wal("1x5 0x30", steady(0), steady(0)), append(quiet("RemoraWALNotStreaming", 15*time.Minute),
-			alertCheck{at: 17 * time.Minute, alert: "RemoraWALNotStreaming", fire: sidecarAlert("The WAL streamer of shop/db-0 is not connected to the server")})},
+			alertCheck{at: 17 * time.Minute, alert: "RemoraWALNotStreaming", fire: sidecarAlert("The WAL or binary log streamer of shop/db-0 is not connected to the server")})},
 		{"a gap in the WAL archive", wal(steady(1), steady(0), "0x5 1x60"), append(quiet("RemoraWALGap", 3*time.Minute),
-			alertCheck{at: 7 * time.Minute, alert: "RemoraWALGap", fire: sidecarAlert("The WAL archive of shop/db-0 has a gap")})},
+			alertCheck{at: 7 * time.Minute, alert: "RemoraWALGap", fire: sidecarAlert("The WAL or binary log archive of shop/db-0 has a gap")})},
 	}
 }
 
