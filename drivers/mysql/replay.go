@@ -1,11 +1,13 @@
 package mysql
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +67,16 @@ func (d *Driver) Replay(ctx context.Context, o ReplayOptions) error {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := decode.Run(ctx, nil, pw)
+		var out io.Writer = pw
+		var filter *newGTIDs
+		if s.mariadb {
+			filter = newGTIDFilter(pw)
+			out = filter
+		}
+		err := decode.Run(ctx, nil, out)
+		if err == nil && filter != nil {
+			err = filter.Close()
+		}
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -101,4 +112,80 @@ func replayArgs(o ReplayOptions, skipGTIDs bool) []string {
 		args = append(args, "--skip-gtids")
 	}
 	return append(append(args, "--"), o.Files...)
+}
+
+// gtidSeqPrefix begins the line with which MariaDB's replay tool gives a
+// transaction its original GTID sequence number.
+const gtidSeqPrefix = "/*M!100001 SET @@session.gtid_seq_no="
+
+var gtidSeqLine = regexp.MustCompile(`^/\*M!100001 SET @@session\.gtid_seq_no=[0-9]{1,20}\*//\*!\*/;$`)
+
+// newGTIDs passes the replay tool's output on without the lines that set
+// each transaction's GTID sequence number: replayed, the transactions are
+// new ones and the server numbers them after its own, as MySQL's
+// --skip-gtids does. Kept, the old numbers come again, behind the server's
+// (which gtid_strict_mode refuses, and which replicas would not expect).
+type newGTIDs struct {
+	w     io.Writer
+	line  []byte // the start of a line that may be one to drop
+	start bool   // at the start of a line
+	pass  bool   // passing the rest of this line through
+}
+
+func newGTIDFilter(w io.Writer) *newGTIDs { return &newGTIDs{w: w, start: true} }
+
+func (f *newGTIDs) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if f.start {
+			f.start, f.pass, f.line = false, false, f.line[:0]
+		}
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i+1]
+		}
+		p = p[len(chunk):]
+		f.start = i >= 0
+		if f.pass {
+			if _, err := f.w.Write(chunk); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		f.line = append(f.line, chunk...)
+		if err := f.decide(); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// decide drops the line held once it is whole and one to drop, or passes
+// it on as soon as it cannot be one.
+func (f *newGTIDs) decide() error {
+	body := bytes.TrimSuffix(f.line, []byte("\n"))
+	complete := len(body) < len(f.line)
+	prefix := len(body) >= len(gtidSeqPrefix) && string(body[:len(gtidSeqPrefix)]) == gtidSeqPrefix ||
+		len(body) < len(gtidSeqPrefix) && strings.HasPrefix(gtidSeqPrefix, string(body))
+	switch {
+	case complete && gtidSeqLine.Match(body):
+		f.line = f.line[:0]
+		return nil
+	case prefix && !complete && len(body) < 128:
+		return nil // not decided yet
+	}
+	f.pass = !complete
+	_, err := f.w.Write(f.line)
+	f.line = f.line[:0]
+	return err
+}
+
+// Close writes what is held.
+func (f *newGTIDs) Close() error {
+	if len(f.line) == 0 {
+		return nil
+	}
+	_, err := f.w.Write(f.line)
+	return err
 }
