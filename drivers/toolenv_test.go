@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,18 +109,12 @@ func pgCase(ambient bool) func(t *testing.T) (map[string]string, func(context.Co
 			if ambient {
 				t.Setenv("PGPASSWORD", testenv.Canary)
 			}
+			if err := dumpAll(ctx, postgres.Name, drivers.Config{DSN: dsn}); err != nil {
+				return err
+			}
 			d, err := drivers.New(postgres.Name, drivers.Config{DSN: dsn})
 			if err != nil {
 				return err
-			}
-			plan, err := d.Plan(ctx)
-			if err != nil {
-				return err
-			}
-			for _, obj := range plan.Objects {
-				if err := d.Dump(ctx, obj, io.Discard); err != nil {
-					return err
-				}
 			}
 			globals := drivers.Object{Name: "globals.sql", Kind: drivers.KindGlobals, Format: postgres.FormatSQL}
 			return d.Restore(ctx, globals, strings.NewReader("SELECT 1;\n"), drivers.RestoreOptions{Yes: true})
@@ -140,18 +133,8 @@ var envCases = []envCase{
 			m.SQL(t, "CREATE DATABASE envtest; CREATE TABLE envtest.t (id int); INSERT INTO envtest.t VALUES (1);")
 			return lookPaths(t, "", "mariadb-dump", "mariadb"), func(ctx context.Context, t *testing.T, wrapped string) error {
 				t.Setenv("PATH", wrapped+":"+os.Getenv("PATH"))
-				d, err := drivers.New(mysql.Name, drivers.Config{DSN: m.DSN(), Databases: []string{"envtest"}})
-				if err != nil {
+				if err := dumpAll(ctx, mysql.Name, drivers.Config{DSN: m.DSN(), Databases: []string{"envtest"}}); err != nil {
 					return err
-				}
-				plan, err := d.Plan(ctx)
-				if err != nil {
-					return err
-				}
-				for _, obj := range plan.Objects {
-					if err := d.Dump(ctx, obj, io.Discard); err != nil {
-						return err
-					}
 				}
 				return nil
 			}
